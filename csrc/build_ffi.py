@@ -1,6 +1,6 @@
 """cffi out-of-line API-mode build of the C core (`rootless._native`).
 
-The cdef is read verbatim from the public headers listed in API_HEADERS, which are
+The cdef is read verbatim from csrc/rl_api.h plus the module headers listed in API_HEADERS, which are
 written to be cdef-parsable. The package version is compiled in as RL_VERSION and
 checked against `rootless.__version__` at import.
 """
@@ -15,7 +15,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-API_HEADERS = ["rl_api.h", "rl_untar.h"]
+API_HEADERS = ["rl_untar.h"]
 
 
 def _read(name: str) -> str:
@@ -32,7 +32,9 @@ def _package_version() -> str:
 
 
 def _cdef() -> str:
-    parts = [_read(h) for h in API_HEADERS if os.path.exists(os.path.join(HERE, h))]
+    # A module's declarations are compiled in once its source exists.
+    parts = [_read(h) for h in API_HEADERS if os.path.exists(os.path.join(HERE, h[:-1] + "c"))]
+    parts.insert(0, _read("rl_api.h"))
     text = "\n".join(parts)
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 

@@ -70,7 +70,6 @@ struct rl_mount {
 #define RL_SF_READONLY_ROOT 8  /* remount the root read-only after the mount table */
 #define RL_SF_SETGROUPS 16     /* call setgroups() (only when the id map allows it) */
 #define RL_SF_NO_NEW_PRIVS 32  /* prctl(PR_SET_NO_NEW_PRIVS) before execve */
-#define RL_SF_STDIN_TTY 64     /* with RL_SF_TTY: stdin comes from the pty too */
 
 struct rl_spawn_config {
     int sflags;
@@ -85,7 +84,9 @@ struct rl_spawn_config {
     const uint32_t *groups;
     size_t n_groups;
     const char *hostname;
-    int stdio[3];                       /* fds for 0,1,2 in the child (ignored for those the pty serves) */
+    int stdio[3];                       /* fds for 0,1,2 in the child (ignored with RL_SF_TTY) */
+    unsigned short tty_rows;            /* initial pty window size (0: leave the default) */
+    unsigned short tty_cols;
 };
 
 struct rl_child {
@@ -116,5 +117,9 @@ int rl_probe_userns(struct rl_error *err);
 int rl_probe_openat2(struct rl_error *err);
 int rl_probe_overlay(const char *lower, const char *upper, const char *work,
                      const char *merged, const char *extra_opts, struct rl_error *err);
+
+/* Open `path` below the directory `rootfd` without leaving it (symlinks, "..",
+ * absolute names all stay inside). Returns an fd, or -1 with errno set. */
+int rl_openat_in_root(int rootfd, const char *path, int oflags);
 
 const char *rl_version(void);

@@ -35,6 +35,9 @@ int rl_mkfile_in_root(int rootfd, const char *path, mode_t mode);
 /* 1 if openat2 is usable, 0 if not (cached). */
 int rl_have_openat2(void);
 
+/* rl_mount.c: mount table + pivot_root (child only). */
+int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err);
+
 /* rl_util.c */
 int rl_write_all(int fd, const void *buf, size_t len);
 size_t rl_strlcpy(char *dst, const char *src, size_t size);

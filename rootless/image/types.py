@@ -59,6 +59,10 @@ _DIGEST_HEX_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
 EMPTY_MAPPING: Mapping[str, str] = MappingProxyType({})
 
 
+def _empty() -> Mapping[str, str]:
+    return EMPTY_MAPPING
+
+
 def validate_digest(digest: str) -> str:
     """Return `digest` if it is `algorithm:hex` with a known algorithm, else raise.
 
@@ -113,7 +117,7 @@ class Descriptor:
     digest: str
     size: int
     urls: tuple[str, ...] = ()
-    annotations: Mapping[str, str] = field(default=EMPTY_MAPPING, compare=False)
+    annotations: Mapping[str, str] = field(default_factory=_empty, compare=False)
     platform: Platform | None = None
     artifact_type: str = ""
 
@@ -126,7 +130,7 @@ class Manifest:
     config: Descriptor
     layers: tuple[Descriptor, ...]
     schema_version: int = 2
-    annotations: Mapping[str, str] = field(default=EMPTY_MAPPING, compare=False)
+    annotations: Mapping[str, str] = field(default_factory=_empty, compare=False)
     subject: Descriptor | None = None
     artifact_type: str = ""
 
@@ -138,7 +142,7 @@ class Index:
     media_type: str
     manifests: tuple[Descriptor, ...]
     schema_version: int = 2
-    annotations: Mapping[str, str] = field(default=EMPTY_MAPPING, compare=False)
+    annotations: Mapping[str, str] = field(default_factory=_empty, compare=False)
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,7 @@ class ImageConfig:
     working_dir: str = ""
     exposed_ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
-    labels: Mapping[str, str] = field(default=EMPTY_MAPPING, compare=False)
+    labels: Mapping[str, str] = field(default_factory=_empty, compare=False)
     stop_signal: str = ""
     history: tuple[HistoryEntry, ...] = ()
     raw: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)

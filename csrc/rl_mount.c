@@ -1,0 +1,195 @@
+/* rl_mount.c: carry out the mount table inside the child's new mount namespace,
+ * then pivot_root into the new root. Runs in the cloned child: no malloc, no stdio. */
+#include "rootless.h"
+
+#include <linux/mount.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+
+static void fd_path(char *buf, size_t cap, int fd)
+{
+    char digits[16];
+    int n = 0;
+    unsigned v = (unsigned)fd;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    size_t pos = rl_strlcpy(buf, "/proc/self/fd/", cap);
+    while (n > 0 && pos + 1 < cap)
+        buf[pos++] = digits[--n];
+    buf[pos] = '\0';
+}
+
+/* Flags a user namespace may not drop when remounting (they are "locked"). */
+static unsigned long locked_flags(int fd)
+{
+    struct statvfs sv;
+    unsigned long flags = 0;
+    if (fstatvfs(fd, &sv) < 0)
+        return 0;
+    if (sv.f_flag & ST_NOSUID)
+        flags |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV)
+        flags |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC)
+        flags |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME)
+        flags |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME)
+        flags |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME)
+        flags |= MS_RELATIME;
+    return flags;
+}
+
+/* Make the mount whose root is `fd` read-only, recursively where the kernel allows. */
+static int make_readonly(int fd, const char *what, struct rl_error *err)
+{
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.attr_set = MOUNT_ATTR_RDONLY;
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make %s read-only", what);
+    char p[64];
+    fd_path(p, sizeof(p), fd);
+    unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(fd);
+    if (mount(NULL, p, NULL, flags, NULL) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make %s read-only", what);
+    return 0;
+}
+
+static int open_target(int rootfd, const struct rl_mount *m, int is_file)
+{
+    if (m->mflags & RL_MF_NOCREATE)
+        return rl_open_in_root(rootfd, m->target, O_PATH, 0);
+    if (is_file)
+        return rl_mkfile_in_root(rootfd, m->target, 0644);
+    return rl_mkdir_in_root(rootfd, m->target, 0755);
+}
+
+static int op_bind(int rootfd, const struct rl_mount *m, struct rl_error *err)
+{
+    RL_CLEANUP_CLOSE int tfd = open_target(rootfd, m, m->mflags & RL_MF_FILE);
+    if (tfd < 0) {
+        if ((m->mflags & RL_MF_NOCREATE) && errno == ENOENT)
+            return 0;
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot create mount point %s", m->target);
+    }
+    char p[64];
+    fd_path(p, sizeof(p), tfd);
+    unsigned long flags = MS_BIND | ((m->mflags & RL_MF_RECURSIVE) ? MS_REC : 0);
+    if (mount(m->source, p, NULL, flags, NULL) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot bind-mount %s on %s", m->source, m->target);
+    if (!(m->mflags & RL_MF_RDONLY))
+        return 0;
+    /* The old fd sees what was under the mount; reopen to reach the new mount. */
+    RL_CLEANUP_CLOSE int nfd = rl_open_in_root(rootfd, m->target, O_PATH, 0);
+    if (nfd < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot reopen %s", m->target);
+    return make_readonly(nfd, m->target, err);
+}
+
+static int op_mount(int rootfd, const struct rl_mount *m, struct rl_error *err)
+{
+    RL_CLEANUP_CLOSE int tfd = open_target(rootfd, m, m->mflags & RL_MF_FILE);
+    if (tfd < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot create mount point %s", m->target);
+    char p[64];
+    fd_path(p, sizeof(p), tfd);
+    if (mount(m->source, p, m->fstype, m->flags, m->data) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot mount %s on %s", m->fstype, m->target);
+    return 0;
+}
+
+static int op_symlink(int rootfd, const struct rl_mount *m, struct rl_error *err)
+{
+    char parent[4096];
+    if (rl_strlcpy(parent, m->target, sizeof(parent)) >= sizeof(parent))
+        return rl_error_set(err, ENAMETOOLONG, RL_STAGE_MOUNT, "path too long: %s", m->target);
+    char *slash = strrchr(parent, '/');
+    const char *name = parent;
+    RL_CLEANUP_CLOSE int dfd = -1;
+    if (slash != NULL) {
+        *slash = '\0';
+        name = slash + 1;
+        dfd = rl_mkdir_in_root(rootfd, parent[0] ? parent : ".", 0755);
+    } else {
+        dfd = rl_open_in_root(rootfd, ".", O_PATH | O_DIRECTORY, 0);
+    }
+    if (dfd < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot open the directory of %s", m->target);
+    if (symlinkat(m->source, dfd, name) < 0 && errno != EEXIST)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot create symlink %s", m->target);
+    return 0;
+}
+
+static int op_remount_ro(int rootfd, const struct rl_mount *m, struct rl_error *err)
+{
+    RL_CLEANUP_CLOSE int fd = rl_open_in_root(rootfd, m->target, O_PATH, 0);
+    if (fd < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot open %s", m->target);
+    return make_readonly(fd, m->target[0] ? m->target : "/", err);
+}
+
+static int run_op(int rootfd, const struct rl_mount *m, struct rl_error *err)
+{
+    switch (m->op) {
+    case RL_OP_BIND:
+        return op_bind(rootfd, m, err);
+    case RL_OP_MOUNT:
+        return op_mount(rootfd, m, err);
+    case RL_OP_MKDIR: {
+        int fd = rl_mkdir_in_root(rootfd, m->target, m->mode ? m->mode : 0755);
+        if (fd < 0)
+            return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot create directory %s", m->target);
+        close(fd);
+        return 0;
+    }
+    case RL_OP_SYMLINK:
+        return op_symlink(rootfd, m, err);
+    case RL_OP_REMOUNT_RO:
+        return op_remount_ro(rootfd, m, err);
+    default:
+        return rl_error_set(err, EINVAL, RL_STAGE_MOUNT, "unknown mount op %d", m->op);
+    }
+}
+
+/* Build the new root at cfg->rootfs and pivot into it. Leaves cwd at the new "/". */
+int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err)
+{
+    if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make the mount tree private");
+    if (mount(cfg->rootfs, cfg->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot bind-mount the rootfs %s", cfg->rootfs);
+    RL_CLEANUP_CLOSE int rootfd = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot open the rootfs %s", cfg->rootfs);
+    for (size_t i = 0; i < cfg->n_mounts; i++) {
+        if (run_op(rootfd, &cfg->mounts[i], err) < 0 && !(cfg->mounts[i].mflags & RL_MF_OPTIONAL))
+            return -1;
+    }
+    if (cfg->sflags & RL_SF_READONLY_ROOT) {
+        RL_CLEANUP_CLOSE int top = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (top < 0 || make_readonly(top, "the root filesystem", err) < 0)
+            return top < 0 ? rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot reopen the rootfs") : -1;
+    }
+    /* pivot_root(".", ".") stacks the old root on top of the new one; detach it. */
+    if (fchdir(rootfd) < 0)
+        return rl_error_set(err, errno, RL_STAGE_PIVOT, "cannot enter the rootfs");
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return rl_error_set(err, errno, RL_STAGE_PIVOT, "pivot_root into %s failed", cfg->rootfs);
+    if (umount2(".", MNT_DETACH) < 0)
+        return rl_error_set(err, errno, RL_STAGE_PIVOT, "cannot detach the old root");
+    if (chdir("/") < 0)
+        return rl_error_set(err, errno, RL_STAGE_PIVOT, "cannot chdir to the new root");
+    return 0;
+}

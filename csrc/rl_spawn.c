@@ -1,0 +1,428 @@
+/* rl_spawn.c: clone a child into new namespaces and turn it into the container.
+ *
+ * Protocol over a SOCK_SEQPACKET pair (both ends CLOEXEC):
+ *   parent -> child  RL_MSG_GO      after the parent wrote the id maps
+ *   child  -> parent RL_MSG_PTY     (optional) the pty master, via SCM_RIGHTS
+ *   child  -> parent RL_MSG_ERROR   a filled rl_error; the child then exits
+ *   EOF                             execve succeeded (the child's end closed on exec)
+ * After clone the child runs only this file's C: no malloc, no stdio, no Python. */
+#include "rootless.h"
+
+#include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+#define RL_MSG_GO 1
+#define RL_MSG_ERROR 2
+#define RL_MSG_PTY 3
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct rl_msg {
+    int type;
+    struct rl_error err;
+};
+
+static void send_msg(int sync, int type, const struct rl_error *err, int fd)
+{
+    struct rl_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    if (err != NULL)
+        m.err = *err;
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        memset(&u, 0, sizeof(u));
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    while (sendmsg(sync, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+static _Noreturn void child_fail(int sync, const struct rl_error *err, int code)
+{
+    send_msg(sync, RL_MSG_ERROR, err, -1);
+    _exit(code);
+}
+
+static void reset_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &sa, NULL); /* fails harmlessly for SIGKILL/SIGSTOP and glibc-reserved */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int loopback_up(struct rl_error *err)
+{
+    RL_CLEANUP_CLOSE int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return rl_error_set(err, errno, RL_STAGE_NETWORK, "cannot open a socket");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    rl_strlcpy(ifr.ifr_name, "lo", sizeof(ifr.ifr_name));
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        return rl_error_set(err, errno, RL_STAGE_NETWORK, "cannot read the loopback flags");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        return rl_error_set(err, errno, RL_STAGE_NETWORK, "cannot bring loopback up");
+    return 0;
+}
+
+/* Allocate a pty in the container's devpts; hand the master to the parent. Returns the slave. */
+static int make_pty(const struct rl_spawn_config *cfg, int sync, struct rl_error *err)
+{
+    RL_CLEANUP_CLOSE int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return rl_error_set(err, errno, RL_STAGE_PTY, "cannot open /dev/ptmx in the container");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        return rl_error_set(err, errno, RL_STAGE_PTY, "cannot unlock the pty");
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) {
+        unsigned n = 0;
+        char path[32] = "/dev/pts/";
+        if (ioctl(master, TIOCGPTN, &n) < 0)
+            return rl_error_set(err, errno, RL_STAGE_PTY, "cannot get the pty number");
+        char digits[12];
+        int k = 0;
+        do {
+            digits[k++] = (char)('0' + n % 10);
+            n /= 10;
+        } while (n != 0);
+        size_t pos = strlen(path);
+        while (k > 0)
+            path[pos++] = digits[--k];
+        path[pos] = '\0';
+        slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0)
+            return rl_error_set(err, errno, RL_STAGE_PTY, "cannot open %s", path);
+    }
+    if (cfg->tty_rows != 0 && cfg->tty_cols != 0) {
+        struct winsize ws;
+        memset(&ws, 0, sizeof(ws));
+        ws.ws_row = cfg->tty_rows;
+        ws.ws_col = cfg->tty_cols;
+        ioctl(master, TIOCSWINSZ, &ws);
+    }
+    if (fchown(slave, cfg->uid, cfg->gid) < 0) {
+        /* unmapped ids: the slave stays owned by container root, still usable via the fd */
+    }
+    send_msg(sync, RL_MSG_PTY, NULL, master);
+    return slave;
+}
+
+static int setup_stdio(const struct rl_spawn_config *cfg, int slave, struct rl_error *err)
+{
+    if (setsid() < 0)
+        return rl_error_set(err, errno, RL_STAGE_PTY, "setsid failed");
+    if (slave >= 0) {
+        if (ioctl(slave, TIOCSCTTY, 0) < 0)
+            return rl_error_set(err, errno, RL_STAGE_PTY, "cannot set the controlling terminal");
+        for (int i = 0; i < 3; i++)
+            if (dup2(slave, i) < 0)
+                return rl_error_set(err, errno, RL_STAGE_PTY, "dup2 of the pty failed");
+        if (slave > 2)
+            close(slave);
+        return 0;
+    }
+    int moved[3];
+    for (int i = 0; i < 3; i++) {
+        moved[i] = fcntl(cfg->stdio[i], F_DUPFD_CLOEXEC, 10);
+        if (moved[i] < 0)
+            return rl_error_set(err, errno, RL_STAGE_EXEC, "stdio fd %d is not open", cfg->stdio[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(moved[i], i) < 0)
+            return rl_error_set(err, errno, RL_STAGE_EXEC, "dup2 failed");
+        close(moved[i]);
+    }
+    return 0;
+}
+
+static int switch_user(const struct rl_spawn_config *cfg, struct rl_error *err)
+{
+    if (cfg->sflags & RL_SF_SETGROUPS) {
+        if (setgroups(cfg->n_groups, (const gid_t *)cfg->groups) < 0)
+            return rl_error_set(err, errno, RL_STAGE_USER, "setgroups failed");
+    }
+    if (setresgid(cfg->gid, cfg->gid, cfg->gid) < 0)
+        return rl_error_set(err, errno, RL_STAGE_USER, "cannot switch to gid %u: it is not mapped in the user namespace", cfg->gid);
+    if (setresuid(cfg->uid, cfg->uid, cfg->uid) < 0)
+        return rl_error_set(err, errno, RL_STAGE_USER, "cannot switch to uid %u: it is not mapped in the user namespace", cfg->uid);
+    return 0;
+}
+
+static const char *env_lookup(const char *const *envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (; envp != NULL && *envp != NULL; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+            return *envp + n + 1;
+    return NULL;
+}
+
+/* execvpe without malloc, searching the container's PATH. Returns errno on failure. */
+static int exec_command(const struct rl_spawn_config *cfg)
+{
+    const char *file = cfg->argv[0];
+    char *const *argv = (char *const *)cfg->argv;
+    char *const *envp = (char *const *)cfg->envp;
+    if (file[0] == '\0')
+        return ENOENT;
+    if (strchr(file, '/') != NULL) {
+        execve(file, argv, envp);
+        return errno;
+    }
+    const char *path = env_lookup(cfg->envp, "PATH");
+    if (path == NULL || path[0] == '\0')
+        path = DEFAULT_PATH;
+    int seen_eacces = 0;
+    size_t flen = strlen(file);
+    char buf[4096];
+    for (const char *p = path;; p++) {
+        const char *start = p;
+        while (*p != '\0' && *p != ':')
+            p++;
+        size_t dlen = (size_t)(p - start);
+        if (dlen == 0) {
+            start = ".";
+            dlen = 1;
+        }
+        if (dlen + 1 + flen + 1 <= sizeof(buf)) {
+            memcpy(buf, start, dlen);
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES)
+                seen_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE)
+                return errno;
+        }
+        if (*p == '\0')
+            break;
+    }
+    return seen_eacces ? EACCES : ENOENT;
+}
+
+/* A tiny PID 1: run the command as its child, reap every zombie, forward signals,
+ * and exit with the command's status (128+N when it was killed by signal N). */
+static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
+{
+    struct rl_error err;
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t child = fork();
+    if (child < 0) {
+        rl_error_set(&err, errno, RL_STAGE_INIT, "init: fork failed");
+        child_fail(sync, &err, 125);
+    }
+    if (child == 0) {
+        setpgid(0, 0);
+        if (cfg->sflags & RL_SF_TTY)
+            tcsetpgrp(0, getpid());
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        int e = exec_command(cfg);
+        rl_error_set(&err, e, RL_STAGE_EXEC, "%s", cfg->argv[0]);
+        child_fail(sync, &err, e == ENOENT ? 127 : 126);
+    }
+    close(sync);
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&all, &info);
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            kill(child, sig);
+            continue;
+        }
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (pid != child)
+                continue;
+            if (WIFEXITED(status))
+                _exit(WEXITSTATUS(status));
+            _exit(128 + WTERMSIG(status));
+        }
+    }
+}
+
+static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
+{
+    struct rl_error err;
+    struct rl_msg m;
+    memset(&err, 0, sizeof(err));
+    reset_signals();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ssize_t n;
+    do
+        n = recv(sync, &m, sizeof(m), 0);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(m) || m.type != RL_MSG_GO)
+        _exit(125);
+    if ((cfg->sflags & RL_SF_NEWNET) && loopback_up(&err) < 0)
+        child_fail(sync, &err, 125);
+    if (rl_build_root(cfg, &err) < 0)
+        child_fail(sync, &err, 125);
+    if (cfg->hostname != NULL && cfg->hostname[0] != '\0' &&
+        sethostname(cfg->hostname, strlen(cfg->hostname)) < 0) {
+        rl_error_set(&err, errno, RL_STAGE_HOSTNAME, "cannot set the hostname");
+        child_fail(sync, &err, 125);
+    }
+    int slave = -1;
+    if ((cfg->sflags & RL_SF_TTY) && (slave = make_pty(cfg, sync, &err)) < 0)
+        child_fail(sync, &err, 125);
+    if (setup_stdio(cfg, slave, &err) < 0)
+        child_fail(sync, &err, 125);
+    if (cfg->cwd != NULL && cfg->cwd[0] != '\0') {
+        /* Like docker: a missing working directory is created (best effort). */
+        RL_CLEANUP_CLOSE int rfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int fd = rfd >= 0 ? rl_mkdir_in_root(rfd, cfg->cwd, 0755) : -1;
+        if (fd >= 0)
+            close(fd);
+    }
+    if (switch_user(cfg, &err) < 0)
+        child_fail(sync, &err, 125);
+    if (cfg->cwd != NULL && cfg->cwd[0] != '\0' && chdir(cfg->cwd) < 0) {
+        rl_error_set(&err, errno, RL_STAGE_CWD, "cannot change to the working directory %s", cfg->cwd);
+        child_fail(sync, &err, 126);
+    }
+    if ((cfg->sflags & RL_SF_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
+        child_fail(sync, &err, 125);
+    }
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (cfg->sflags & RL_SF_INIT)
+        run_init(cfg, sync);
+    int e = exec_command(cfg);
+    rl_error_set(&err, e, RL_STAGE_EXEC, "%s", cfg->argv[0]);
+    child_fail(sync, &err, e == ENOENT ? 127 : 126);
+}
+
+int rl_spawn(const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return rl_error_set(err, errno, RL_STAGE_SYNC, "socketpair failed");
+    unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    if (cfg->sflags & RL_SF_NEWNET)
+        flags |= CLONE_NEWNET;
+    long pid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) {
+        int saved = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return rl_error_set(err, saved, RL_STAGE_CLONE, "cannot create the namespaces");
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        child_main(cfg, sv[1]);
+    }
+    close(sv[1]);
+    out->pid = (int)pid;
+    out->sync_fd = sv[0];
+    out->pty_fd = -1;
+    return 0;
+}
+
+static ssize_t recv_msg(int fd, struct rl_msg *m, int *passed_fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof(u.buf);
+    ssize_t n;
+    do
+        n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    *passed_fd = -1;
+    if (n > 0) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                memcpy(passed_fd, CMSG_DATA(c), sizeof(int));
+    }
+    return n;
+}
+
+int rl_continue(struct rl_child *child, struct rl_error *err)
+{
+    struct rl_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = RL_MSG_GO;
+    if (send(child->sync_fd, &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+        return rl_error_set(err, errno, RL_STAGE_SYNC, "the container process went away before it started");
+    for (;;) {
+        int fd;
+        ssize_t n = recv_msg(child->sync_fd, &m, &fd);
+        if (n == 0)
+            break;
+        if (n < 0)
+            return rl_error_set(err, errno, RL_STAGE_SYNC, "lost the container process");
+        if (m.type == RL_MSG_PTY && fd >= 0) {
+            if (child->pty_fd >= 0)
+                close(child->pty_fd);
+            child->pty_fd = fd;
+        } else if (m.type == RL_MSG_ERROR) {
+            if (fd >= 0)
+                close(fd);
+            *err = m.err;
+            close(child->sync_fd);
+            child->sync_fd = -1;
+            errno = err->errnum;
+            return -1;
+        }
+    }
+    close(child->sync_fd);
+    child->sync_fd = -1;
+    return 0;
+}
+
+void rl_abort(struct rl_child *child)
+{
+    if (child->sync_fd >= 0) {
+        close(child->sync_fd);
+        child->sync_fd = -1;
+    }
+}

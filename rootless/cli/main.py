@@ -1,0 +1,165 @@
+"""Entry point: global options, lazy command dispatch, and errors -> exit codes.
+
+Exit codes follow docker: the container's own status, or 125 when rootless itself
+failed, 126 when the command cannot be executed, 127 when it is not found.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rootless.errors import RootlessError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rootless.cli.args import Parsed
+
+# name -> (module, one-line summary). Modules are imported only when used.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("rootless.cli.commands.run", "Run a command in a new container"),
+    "info": ("rootless.cli.commands.info", "Show what this host allows rootless to do"),
+    "version": ("rootless.cli.commands.version", "Show the rootless version"),
+}
+
+GLOBAL_HELP = """\
+Usage:  rootless [GLOBAL OPTIONS] COMMAND [ARGS...]
+
+A daemonless container runtime for unprivileged users.
+
+Global options:
+  --root DIR         persistent store (default $ROOTLESS_ROOT, else $XDG_DATA_HOME/rootless,
+                     else ~/.local/share/rootless)
+  --runroot DIR      volatile state (default $XDG_RUNTIME_DIR/rootless, else /tmp/rootless-UID)
+  --log-level LEVEL  debug, info, warning (default) or error
+  -v, --version      print the version and exit
+  -h, --help         print this help
+
+Commands:
+{commands}
+
+Run 'rootless COMMAND --help' for more information on a command.
+"""
+
+
+class Context:
+    """What every command shares: store locations and logging."""
+
+    def __init__(self, root: str | None, runroot: str | None) -> None:
+        self._root = root
+        self._runroot = runroot
+
+    @property
+    def root(self) -> str:
+        if self._root is None:
+            from rootless.paths import default_root
+
+            self._root = default_root()
+        return self._root
+
+    @property
+    def runroot(self) -> str:
+        if self._runroot is None:
+            from rootless.paths import default_runroot
+
+            self._runroot = default_runroot()
+        return self._runroot
+
+
+def _take_value(argv: list[str], i: int, name: str) -> tuple[str, int]:
+    arg = argv[i]
+    if "=" in arg:
+        return arg.split("=", 1)[1], i + 1
+    if i + 1 >= len(argv):
+        raise UsageError(f"flag needs an argument: {name}")
+    return argv[i + 1], i + 2
+
+
+def _global_help() -> str:
+    width = max(len(n) for n in COMMANDS)
+    cmds = "\n".join(f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items())
+    return GLOBAL_HELP.format(commands=cmds)
+
+
+def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
+    root = runroot = None
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if name == "--root":
+            root, i = _take_value(argv, i, name)
+            root = os.path.abspath(root)
+        elif name == "--runroot":
+            runroot, i = _take_value(argv, i, name)
+            runroot = os.path.abspath(runroot)
+        elif name == "--log-level":
+            level, i = _take_value(argv, i, name)
+            from rootless import log
+
+            if level not in log.LEVELS:
+                raise UsageError(f"invalid log level {level!r}: choose debug, info, warning or error")
+            log.set_level(level)
+        elif arg in ("-v", "--version"):
+            return Context(root, runroot), ["version"]
+        elif arg in ("-h", "--help"):
+            return Context(root, runroot), ["help"]
+        else:
+            raise UsageError(f"unknown flag: {arg}\nSee 'rootless --help'.")
+    return Context(root, runroot), argv[i:]
+
+
+def dispatch(argv: list[str]) -> int:
+    ctx, rest = _parse_globals(argv)
+    if not rest or rest[0] == "help":
+        if len(rest) > 1 and rest[1] in COMMANDS:
+            rest = [rest[1], "--help"]
+        else:
+            sys.stdout.write(_global_help())
+            return 0 if rest else 125
+    name = rest[0]
+    if name not in COMMANDS:
+        raise UsageError(f"unknown command {name!r} for rootless\nRun 'rootless --help' for usage.")
+    import importlib
+
+    module = importlib.import_module(COMMANDS[name][0])
+    from rootless.cli.args import parse
+
+    parsed: Parsed = parse(module.COMMAND, rest[1:])
+    if parsed.help:
+        sys.stdout.write(module.COMMAND.help_text())
+        return 0
+    return int(module.main(ctx, parsed))
+
+
+def _report(message: str) -> None:
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a closed stdout must not hide the error
+        pass
+    sys.stderr.write(f"rootless: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return dispatch(sys.argv[1:] if argv is None else argv)
+    except RootlessError as exc:
+        _report(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:
+        _report(str(exc))
+        return 125
+    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+        from rootless import log
+
+        if log.enabled("debug"):
+            import traceback
+
+            traceback.print_exc()
+        _report(f"internal error: {type(exc).__name__}: {exc} (rerun with --log-level debug)")
+        return 125

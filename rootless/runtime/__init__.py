@@ -1,0 +1,1 @@
+"""Container runtime: id mapping, mount tables, users, and running processes."""

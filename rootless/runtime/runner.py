@@ -1,0 +1,303 @@
+"""Run one process in a new container, in the foreground.
+
+Python decides everything (ids, mounts, environment, user); the C core clones the
+child, which waits while its id maps are written, then builds its root, pivots and
+execs. This process stays as the parent: it forwards signals, relays the pty, and
+returns the container's exit status.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rootless import log
+from rootless.errors import (
+    ContainerError,
+    ExecNotFoundError,
+    ExecPermissionError,
+    UnsupportedHostError,
+    UsageError,
+)
+from rootless.runtime import idmap, mounts, users
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT")
+
+
+class RunOptions:
+    """What `rootless run` was asked to do, before resolution."""
+
+    def __init__(self, rootfs: str, argv: list[str]) -> None:
+        self.rootfs = rootfs
+        self.argv = argv
+        self.env: list[str] = []
+        self.env_files: list[str] = []
+        self.workdir: str | None = None
+        self.user: str | None = None
+        self.volumes: list[str] = []
+        self.tmpfs: list[str] = []
+        self.hostname: str | None = None
+        self.read_only = False
+        self.network = "host"
+        self.interactive = False
+        self.tty = False
+        self.init = False
+        self.keep_id = False
+        self.container_id = os.urandom(32).hex()
+        self.runroot = ""
+
+
+def parse_volume(spec: str) -> mounts.Volume:
+    parts = spec.split(":")
+    if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume {spec!r}: expected SRC:DST[:ro|rw]")
+    src, dst = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    opts = set(mode.split(","))
+    if not opts <= {"ro", "rw", "z", "Z"} or {"ro", "rw"} <= opts:
+        raise UsageError(f"invalid volume mode {mode!r} in {spec!r}: use ro or rw")
+    if not src.startswith("/"):
+        raise UsageError(f"invalid volume {spec!r}: the source must be an absolute host path")
+    if not dst.startswith("/"):
+        raise UsageError(f"invalid volume {spec!r}: the destination must be an absolute path")
+    try:
+        st = os.stat(src)
+    except OSError as exc:
+        raise ContainerError(f"volume source {src} does not exist: {exc.strerror}",
+                             hint="create it first, or fix the path") from exc
+    import stat
+
+    return mounts.Volume(os.path.realpath(src), dst, "ro" in opts, not stat.S_ISDIR(st.st_mode))
+
+
+def read_env_file(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read env file {path}: {exc.strerror}") from exc
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def build_env(opts: RunOptions, user: users.User, hostname: str) -> list[str]:
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": user.home}
+    if opts.tty:
+        env["TERM"] = "xterm"
+    entries = [e for f in opts.env_files for e in read_env_file(f)] + opts.env
+    for item in entries:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid environment variable {item!r}")
+        if eq:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def _host_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def write_etc_files(state_dir: str, hostname: str, host_net: bool) -> dict[str, str]:
+    """Generate hosts, hostname and resolv.conf for the container (the rootfs is untouched)."""
+    if host_net:
+        hosts = _host_file("/etc/hosts") or "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
+        if hostname != os.uname().nodename:
+            hosts += f"127.0.1.1\t{hostname}\n"
+    else:
+        hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    contents = {
+        "hosts": hosts,
+        "hostname": hostname + "\n",
+        "resolv.conf": _host_file("/etc/resolv.conf") or "nameserver 127.0.0.1\n",
+    }
+    files = {}
+    for name, text in contents.items():
+        path = os.path.join(state_dir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        files[name] = path
+    return files
+
+
+def _check_rootfs(rootfs: str) -> str:
+    import stat
+
+    try:
+        st = os.stat(rootfs)
+    except OSError as exc:
+        raise ContainerError(f"rootfs {rootfs} does not exist: {exc.strerror}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise ContainerError(f"rootfs {rootfs} is not a directory")
+    return os.path.realpath(rootfs)
+
+
+def exec_error(exc: OSError, argv0: str) -> ContainerError:
+    """Map a failed execve in the container to docker's 127/126."""
+    import errno
+
+    if exc.errno == errno.ENOENT:
+        return ExecNotFoundError(f'exec: "{argv0}": executable file not found in $PATH')
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.EISDIR):
+        return ExecPermissionError(f'exec: "{argv0}": permission denied ({exc.strerror})')
+    return ExecPermissionError(f'exec: "{argv0}": {exc.strerror}')
+
+
+def native_to_user_error(exc: OSError, argv0: str) -> ContainerError | UnsupportedHostError:
+    stage = getattr(exc, "stage", "")
+    if stage == "exec":
+        return exec_error(exc, argv0)
+    if stage == "clone":
+        from rootless.runtime.hostcheck import explain_userns_failure
+
+        what, hint = explain_userns_failure(exc.errno or 0)
+        return UnsupportedHostError(what, hint=hint)
+    if stage == "cwd":
+        return ExecPermissionError(str(exc))
+    return ContainerError(f"{stage}: {exc}" if stage else str(exc))
+
+
+class SignalForwarder:
+    """Forward the signals this process gets to the container's PID 1."""
+
+    def __init__(self) -> None:
+        import _signal
+
+        self.pid = 0
+        self.saved: dict[int, object] = {}
+        for name in FORWARDED_SIGNALS:
+            sig = getattr(_signal, name)
+            self.saved[sig] = _signal.signal(sig, self._forward)
+
+    def _forward(self, sig: int, frame: object) -> None:
+        if self.pid > 0:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def restore(self) -> None:
+        import _signal
+
+        for sig, handler in self.saved.items():
+            _signal.signal(sig, handler)
+
+
+def wait_exit_code(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
+    """Resolve options into a SpawnConfig, an id mapping and the state dir."""
+    from rootless.native.spawn import (
+        SF_INIT, SF_NEWNET, SF_NO_NEW_PRIVS, SF_READONLY_ROOT, SF_SETGROUPS, SF_TTY, SpawnConfig,
+    )
+    from rootless.paths import ensure_private_dir
+
+    rootfs = _check_rootfs(opts.rootfs)
+    if not opts.argv:
+        raise UsageError("no command given: pass one after the options (e.g. `sh`)")
+    volumes = [parse_volume(v) for v in opts.volumes]
+    user = users.resolve(rootfs, opts.user)
+    mapping = idmap.plan(opts.keep_id and opts.user is None, user.uid, user.gid)
+    if opts.keep_id and opts.user is None:
+        user.uid, user.gid = mapping.container_uid, mapping.container_gid
+    if not mapping.maps_uid(user.uid) or not mapping.maps_gid(user.gid):
+        raise ContainerError(
+            f"user {user.uid}:{user.gid} is not mapped in the user namespace ({mapping.mode} mapping)",
+            hint="add subordinate ids for this user in /etc/subuid and /etc/subgid",
+        )
+    log.debug(f"id mapping: {mapping.describe()}")
+    host_net = opts.network == "host"
+    hostname = opts.hostname or (os.uname().nodename if host_net else opts.container_id[:12])
+    cfg = SpawnConfig(rootfs, opts.argv, build_env(opts, user, hostname))
+    state_dir = os.path.join(ensure_private_dir(opts.runroot), "run-" + opts.container_id[:16])
+    os.mkdir(state_dir, 0o700)
+    pts_gid = 5 if mapping.maps_gid(5) and mapping.mode != "single" else None
+    cfg.mounts = (
+        mounts.base_mounts(not host_net, pts_gid)
+        + mounts.etc_mounts(write_etc_files(state_dir, hostname, host_net))
+        + mounts.volume_mounts(volumes)
+        + mounts.tmpfs_mounts(opts.tmpfs)
+    )
+    cfg.cwd = opts.workdir or "/"
+    cfg.uid, cfg.gid = user.uid, user.gid
+    if mapping.setgroups:
+        cfg.groups = [g for g in user.groups if mapping.maps_gid(g)]
+    cfg.hostname = hostname
+    flags = SF_NO_NEW_PRIVS | (SF_SETGROUPS if mapping.setgroups else 0)
+    flags |= SF_NEWNET if not host_net else 0
+    flags |= SF_READONLY_ROOT if opts.read_only else 0
+    flags |= SF_INIT if opts.init else 0
+    if opts.tty:
+        from rootless.runtime.tty import window_size
+
+        flags |= SF_TTY
+        cfg.tty_rows, cfg.tty_cols = window_size(0 if os.isatty(0) else 1)
+    cfg.sflags = flags
+    return cfg, mapping, state_dir
+
+
+def run(opts: RunOptions) -> int:
+    """Run the container in the foreground; return its exit status."""
+    cfg, mapping, state_dir = prepare(opts)
+    from rootless.native import NativeError
+    from rootless.native import spawn as native_spawn
+
+    devnull = -1
+    if not opts.interactive and not opts.tty:
+        devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        cfg.stdio = (devnull, 1, 2)  # type: ignore[attr-defined]
+    forwarder = SignalForwarder()
+    try:
+        try:
+            child = native_spawn.spawn(cfg)  # type: ignore[arg-type]
+        except NativeError as exc:
+            raise native_to_user_error(exc, opts.argv[0]) from exc
+        forwarder.pid = child.pid
+        try:
+            idmap.apply(mapping, child.pid)
+            child.resume()
+        except BaseException as exc:
+            child.abort()
+            status = wait_exit_code(child.pid)
+            if isinstance(exc, NativeError):
+                raise native_to_user_error(exc, opts.argv[0]) from exc
+            raise
+        finally:
+            if devnull >= 0:
+                os.close(devnull)
+        if opts.tty:
+            from rootless.runtime.tty import relay
+
+            try:
+                relay(child.pty_fd, opts.interactive)
+            finally:
+                os.close(child.pty_fd)
+        status = wait_exit_code(child.pid)
+    finally:
+        forwarder.restore()
+        _remove_state(state_dir)
+    return status
+
+
+def _remove_state(state_dir: str) -> None:
+    for name in ("hosts", "hostname", "resolv.conf"):
+        try:
+            os.unlink(os.path.join(state_dir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(state_dir)
+    except OSError:
+        pass
