@@ -7,14 +7,23 @@ with the test host (`sudo bash scripts/test.sh tests/test_harness.py`).
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from collections.abc import Callable
-
-import pytest
+from pathlib import Path
 
 import helpers
-from helpers import ROOTLESS_BIN, fuse_status, has_peer, overlay_status, require, userns_status
+import pytest
+from helpers import (
+    ROOTLESS_BIN,
+    Registry,
+    fuse_status,
+    has_peer,
+    overlay_status,
+    require,
+    userns_status,
+)
 from helpers.users import CLI, NOSUB_USER, SUB_USER, identity, make_cli, subid_ranges
 
 VENV_PYTHON = os.path.join(os.path.dirname(ROOTLESS_BIN), "python")
@@ -85,12 +94,16 @@ def test_venv_usable_by_users(name: str) -> None:
     setpriv = ["setpriv", f"--reuid={ident.uid}", f"--regid={ident.gid}", "--init-groups"]
     code = "import rootless, sys; print(rootless.__file__)"
     proc = subprocess.run(
-        setpriv + [VENV_PYTHON, "-P", "-c", code], capture_output=True, text=True, cwd="/"
+        setpriv + [VENV_PYTHON, "-P", "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd="/",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(os.path.dirname(os.path.dirname(ROOTLESS_BIN))), proc.stdout
-    proc = subprocess.run(setpriv + ["test", "-x", ROOTLESS_BIN], cwd="/")
-    assert proc.returncode == 0, f"{ROOTLESS_BIN} is not executable by {ident.user}"
+    test_x = subprocess.run(setpriv + ["test", "-x", ROOTLESS_BIN], check=False, cwd="/")
+    assert test_x.returncode == 0, f"{ROOTLESS_BIN} is not executable by {ident.user}"
 
 
 # ---------------------------------------------------------------- markers
@@ -149,6 +162,7 @@ def test_busybox_rootfs_runs(busybox_rootfs: str) -> None:
     """The rootfs really works as a root: chroot into it and run a few applets."""
     proc = subprocess.run(
         ["/usr/sbin/chroot", busybox_rootfs, "/bin/sh", "-c", "id -u; ls /bin | grep -c ."],
+        check=False,
         capture_output=True,
         text=True,
         env={"PATH": "/bin"},
@@ -163,7 +177,7 @@ def test_busybox_rootfs_readable_by_nosub(busybox_rootfs: str) -> None:
     ident = identity("nosub")
     setpriv = ["setpriv", f"--reuid={ident.uid}", f"--regid={ident.gid}", "--init-groups"]
     passwd = os.path.join(busybox_rootfs, "etc", "passwd")
-    proc = subprocess.run(setpriv + ["cat", passwd], capture_output=True, text=True)
+    proc = subprocess.run(setpriv + ["cat", passwd], check=False, capture_output=True, text=True)
     assert proc.returncode == 0 and "user:x:1000" in proc.stdout, proc.stderr
 
 
@@ -182,7 +196,11 @@ def test_cli_identity_and_env(name: str) -> None:
     try:
         ident = identity(name)
         assert (c.name, c.uid, c.gid, c.user, c.home) == (
-            name, ident.uid, ident.gid, ident.user, ident.home,
+            name,
+            ident.uid,
+            ident.gid,
+            ident.user,
+            ident.home,
         )
         env = dict(line.split("=", 1) for line in c.run(check=True).stdout.splitlines())
         assert env["HOME"] == ident.home and env["USER"] == ident.user
@@ -281,3 +299,43 @@ def test_cli_run_pty_owned_by_user() -> None:
         assert "mine:xterm" in out
     finally:
         c.cleanup()
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry(registry: Registry) -> None:
+    assert registry.host.startswith("127.0.0.1:") and not registry.tls
+    status, body = registry.get("/v2/_catalog")
+    assert status == 200 and b"repositories" in body
+    assert registry.ref("a/b", "v1") == f"{registry.host}/a/b:v1"
+
+
+def test_registry_auth(registry_auth: Registry) -> None:
+    reg = registry_auth
+    assert reg.tls and reg.url.startswith("https://") and reg.ca_cert
+    assert os.stat(reg.ca_cert).st_mode & 0o004, "CA cert must be readable by the test users"
+    assert reg.get("/v2/")[0] == 200
+    anonymous = Registry(reg.host, reg.tls, reg.storage, reg.ca_cert)
+    assert anonymous.get("/v2/")[0] == 401
+
+
+@pytest.mark.needs_peer("skopeo")
+def test_registry_accepts_push(registry: Registry, busybox_rootfs: str, tmp_path: Path) -> None:
+    """A real client (skopeo) can push an image made from the busybox rootfs."""
+    layout = tmp_path / "oci"
+    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
+    subprocess.run(["umoci", "new", "--image", f"{layout}:bb"], check=True)
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:bb", str(bundle)], check=True)
+    shutil.rmtree(bundle / "rootfs")
+    shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
+    subprocess.run(["umoci", "repack", "--image", f"{layout}:bb", str(bundle)], check=True)
+    dest = f"docker://{registry.ref('harness/busybox')}"
+    subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:bb", dest],
+        check=True,
+        capture_output=True,
+    )
+    status, body = registry.get("/v2/harness/busybox/tags/list")
+    assert status == 200 and b"latest" in body

@@ -9,10 +9,12 @@ Import as `from helpers import ...` (tests/conftest.py puts tests/ on sys.path).
 - has_userns(), has_overlay(), has_fuse(), has_peer(name): probes behind the
   needs_* markers; they use the real kernel and real tools, never mocks.
 - run_in_pty(argv, env, script, timeout): drive a command through a real pty.
+- Registry: what the registry / registry_auth fixtures yield.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import fcntl
 import os
@@ -21,12 +23,16 @@ import re
 import select
 import shutil
 import signal
+import ssl
 import struct
 import subprocess
 import tempfile
 import termios
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import NoReturn
 
@@ -38,6 +44,7 @@ __all__ = [
     "MUST_WORK",
     "ROOTLESS_BIN",
     "TEST_TMPDIR",
+    "Registry",
     "has_fuse",
     "has_overlay",
     "has_peer",
@@ -89,6 +96,7 @@ def _probe(argv: list[str], cwd: str | None = None) -> tuple[bool, str]:
     try:
         proc = subprocess.run(
             _as_probe_user() + argv,
+            check=False,
             capture_output=True,
             text=True,
             timeout=30,
@@ -241,7 +249,7 @@ def run_in_pty(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_set_ctty,
+            preexec_fn=_set_ctty,  # noqa: PLW1509 - TIOCSCTTY needs it
         )
     finally:
         os.close(slave)
@@ -312,3 +320,36 @@ def _kill_session(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    tls: bool
+    storage: str
+    ca_cert: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def ref(self, name: str, tag: str = "latest") -> str:
+        return f"{self.host}/{name}:{tag}"
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET url+path (with auth and CA if set) -> (status, body); no exceptions for 4xx."""
+        req = urllib.request.Request(self.url + path)
+        if self.username:
+            token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        ctx = ssl.create_default_context(cafile=self.ca_cert) if self.tls else None
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()

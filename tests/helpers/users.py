@@ -103,9 +103,7 @@ class CalledProcessError(subprocess.CalledProcessError):
         def show(x: object) -> str:
             return x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x or "")
 
-        return (
-            f"{super().__str__()}\n--- stdout:\n{show(self.stdout)}\n--- stderr:\n{show(self.stderr)}"
-        )
+        return f"{super().__str__()}\n--- stdout:\n{show(self.stdout)}\n--- stderr:\n{show(self.stderr)}"
 
 
 class CLI:
