@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from functools import cache
 
 BUSYBOX = os.environ.get("ROOTLESS_TEST_BUSYBOX", "/bin/busybox")
@@ -134,3 +135,17 @@ def is_world_readable_tree(root: str) -> bool:
         if path == "/":
             return True
         path = os.path.dirname(path)
+
+
+def main(argv: list[str]) -> int:
+    """python3 tests/helpers/rootfs.py DEST [UID GID]: used by scripts/demo.sh and benchmarks."""
+    if len(argv) not in (1, 3):
+        print("usage: rootfs.py DEST [UID GID]", file=sys.stderr)
+        return 2
+    uid, gid = (int(argv[1]), int(argv[2])) if len(argv) == 3 else (0, 0)
+    print(make_rootfs(argv[0], uid, gid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
