@@ -63,6 +63,20 @@ def _tools() -> None:
         _skip_or_fail(f"registry tests need {', '.join(missing)}")
 
 
+@dataclass(frozen=True)
+class Accounts:
+    user: str = USER
+    password: str = PASSWORD
+    token_user: str = TOKEN_USER
+    token_password: str = TOKEN_PASSWORD
+
+
+@pytest.fixture(scope="session")
+def accounts() -> Accounts:
+    """The users the authenticated registries know (test modules must not import conftest)."""
+    return Accounts()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
