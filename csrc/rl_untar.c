@@ -279,10 +279,12 @@ struct ut {
 
     unsigned char hdr[512];
     struct entry e;
+    int errnum; /* errno of the last fail() */
 };
 
 static int fail(struct ut *u, int errnum, const char *what)
 {
+    u->errnum = errnum;
     return rl_error_set(u->err, errnum, RL_STAGE_UNTAR, "untar: %s: %s", u->e.plen ? u->e.path : ".", what);
 }
 
@@ -513,7 +515,8 @@ static int rm_rf(int dfd, const char *name, int depth)
 {
     if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
         return 0;
-    if (errno != EISDIR && errno != EPERM && errno != EACCES)
+    int unlink_errno = errno;
+    if (unlink_errno != EISDIR && unlink_errno != EPERM)
         return -1;
     if (depth > RMRF_DEPTH_MAX) {
         errno = ELOOP;
@@ -522,8 +525,11 @@ static int rm_rf(int dfd, const char *name, int depth)
     int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == EACCES && fchmodat(dfd, name, 0700, 0) == 0)
         fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        if (errno == ENOTDIR)
+            errno = unlink_errno; /* not a directory: the unlink error was the real one */
         return -1;
+    }
     int ret = rm_children(fd, depth);
     if (ret < 0 && errno == EACCES && fchmod(fd, 0700) == 0)
         ret = rm_children(fd, depth);
@@ -863,7 +869,7 @@ static int record_dir(struct ut *u, uint32_t mode)
     d->seq = u->dirs.n;
     d->depth = u->e.plen ? depth + 1 : 0;
     d->mode = mode;
-    member_times(u, &d->atime);
+    d->atime = u->e.atime;
     d->mtime = u->e.mtime;
     return 0;
 }
@@ -1163,6 +1169,46 @@ static int whiteout(struct ut *u, int pfd, const char *name, size_t dlen)
 
 /* -------------------------------------------------------------- member */
 
+static int create_member(struct ut *u, int pfd, const char *name, size_t dlen, int is_wh)
+{
+    struct entry *e = &u->e;
+    if (is_wh)
+        return strcmp(name, OPQ_NAME) == 0 ? opaque(u, pfd, e->path, dlen) : whiteout(u, pfd, name, dlen);
+    switch (e->type) {
+    case '5':
+        return make_dir(u, pfd, name, u->tmpfd < 0);
+    case '2':
+        return make_symlink(u, pfd, name);
+    case '1':
+        return make_hardlink(u, pfd, name);
+    case '3':
+    case '4':
+    case '6':
+        return make_node(u, pfd, name);
+    default:
+        return make_file(u, pfd, name);
+    }
+}
+
+/* Unprivileged, a directory from a lower layer may lack u+wx (a 0555 /usr):
+ * like umoci's unpriv.Wrap, open it up for this one member and restore it. */
+static int retry_in_readonly_dir(struct ut *u, int pfd, const char *name, size_t dlen, int is_wh)
+{
+    struct stat sb;
+    char proc[64];
+    if (fstat(pfd, &sb) < 0 || sb.st_uid != geteuid() || (sb.st_mode & (S_IWUSR | S_IXUSR)) == (S_IWUSR | S_IXUSR))
+        return -1;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+    if (chmod(proc, (sb.st_mode & 07777) | S_IRWXU) < 0)
+        return -1;
+    uint64_t whiteouts = u->st->whiteouts; /* counted by the first try already */
+    int ret = create_member(u, pfd, name, dlen, is_wh);
+    u->st->whiteouts = whiteouts;
+    if (chmod(proc, sb.st_mode & 07777) < 0 && ret == 0)
+        ret = fail_errno(u, "cannot restore directory mode");
+    return ret;
+}
+
 static int extract(struct ut *u)
 {
     struct entry *e = &u->e;
@@ -1182,23 +1228,11 @@ static int extract(struct ut *u)
     int pfd = dir_fd(u, e->path, dlen, 1);
     if (pfd < 0)
         return fail_errno(u, "cannot open parent directory");
-    if (is_wh)
-        return strcmp(name, OPQ_NAME) == 0 ? opaque(u, pfd, e->path, dlen) : whiteout(u, pfd, name, dlen);
-
-    switch (e->type) {
-    case '5':
-        return make_dir(u, pfd, name, u->tmpfd < 0);
-    case '2':
-        return make_symlink(u, pfd, name);
-    case '1':
-        return make_hardlink(u, pfd, name);
-    case '3':
-    case '4':
-    case '6':
-        return make_node(u, pfd, name);
-    default:
-        return make_file(u, pfd, name);
-    }
+    u->errnum = 0;
+    int ret = create_member(u, pfd, name, dlen, is_wh);
+    if (ret < 0 && u->errnum == EACCES)
+        ret = retry_in_readonly_dir(u, pfd, name, dlen, is_wh);
+    return ret;
 }
 
 /* --------------------------------------------------------------- header */
