@@ -114,7 +114,10 @@ def _config(root: Path, port: int, auth: dict[str, Any] | None) -> Path:
     cfg: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(root / "data")},
+            "delete": {"enabled": True},
+        },
         "http": {"addr": f"127.0.0.1:{port}"},
     }
     if auth:
@@ -198,8 +201,22 @@ class TokenServer:
         self.key = root / "key.pem"
         self.cert = root / "cert.pem"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=token-signer", "-keyout", str(self.key), "-out", str(self.cert)],
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=token-signer",
+                "-keyout",
+                str(self.key),
+                "-out",
+                str(self.cert),
+            ],
             check=True,
             capture_output=True,
         )
@@ -212,7 +229,7 @@ class TokenServer:
         self.seen: list[dict[str, str | None]] = []
         self.port = free_port()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -221,7 +238,9 @@ class TokenServer:
 
     def sign(self, claims: dict[str, Any]) -> str:
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
-        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        signing_input = (
+            f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        )
         signature = subprocess.run(
             ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
             input=signing_input.encode(),
@@ -262,8 +281,13 @@ class TokenServer:
                     user = TOKEN_USER
                 now = int(time.time())
                 claims = {
-                    "iss": ISSUER, "sub": user or "", "aud": query.get("service", [""])[0],
-                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8),
+                    "iss": ISSUER,
+                    "sub": user or "",
+                    "aud": query.get("service", [""])[0],
+                    "exp": now + 300,
+                    "nbf": now - 10,
+                    "iat": now,
+                    "jti": secrets.token_hex(8),
                     "access": server.grant(user, query.get("scope", [])),
                 }
                 self._reply(200, {"token": server.sign(claims), "expires_in": 300})
@@ -368,8 +392,11 @@ class OCILayout:
         manifest = {
             "schemaVersion": 2,
             "mediaType": t.OCI_MANIFEST,
-            "config": {"mediaType": t.OCI_CONFIG, "digest": self.put(config_bytes),
-                       "size": len(config_bytes)},
+            "config": {
+                "mediaType": t.OCI_CONFIG,
+                "digest": self.put(config_bytes),
+                "size": len(config_bytes),
+            },
             "layers": [{"mediaType": media_type, "digest": self.put(blob), "size": len(blob)}],
         }
         manifest_bytes = json.dumps(manifest).encode()
@@ -377,10 +404,14 @@ class OCILayout:
         return BuiltImage(manifest_bytes, config_bytes, [blob], platform)
 
     def tag(self, name: str, media_type: str, data: bytes) -> None:
-        self.refs.append({
-            "mediaType": media_type, "digest": sha256(data), "size": len(data),
-            "annotations": {"org.opencontainers.image.ref.name": name},
-        })
+        self.refs.append(
+            {
+                "mediaType": media_type,
+                "digest": sha256(data),
+                "size": len(data),
+                "annotations": {"org.opencontainers.image.ref.name": name},
+            }
+        )
         index = {"schemaVersion": 2, "mediaType": t.OCI_INDEX, "manifests": self.refs}
         (self.path / "index.json").write_text(json.dumps(index))
 
@@ -390,16 +421,26 @@ class OCILayout:
             platform = {"os": img.platform.os, "architecture": img.platform.architecture}
             if img.platform.variant:
                 platform["variant"] = img.platform.variant
-            entries.append({"mediaType": t.OCI_MANIFEST, "digest": img.digest,
-                            "size": len(img.manifest), "platform": platform})
-        data = json.dumps({"schemaVersion": 2, "mediaType": t.OCI_INDEX, "manifests": entries}).encode()
+            entries.append(
+                {
+                    "mediaType": t.OCI_MANIFEST,
+                    "digest": img.digest,
+                    "size": len(img.manifest),
+                    "platform": platform,
+                }
+            )
+        data = json.dumps(
+            {"schemaVersion": 2, "mediaType": t.OCI_INDEX, "manifests": entries}
+        ).encode()
         self.put(data)
         return data
 
 
 def skopeo_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), REGISTRY_AUTH_FILE=str(home / "auth.json"))
+    env.update(
+        HOME=str(home), XDG_RUNTIME_DIR=str(home), REGISTRY_AUTH_FILE=str(home / "auth.json")
+    )
     env.pop("DOCKER_CONFIG", None)
     return env
 
@@ -407,7 +448,11 @@ def skopeo_env(home: Path) -> dict[str, str]:
 def skopeo(home: Path, *args: str) -> str:
     proc = subprocess.run(
         ["skopeo", "--insecure-policy", *args],
-        env=skopeo_env(home), capture_output=True, text=True, timeout=60,
+        check=False,
+        env=skopeo_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if proc.returncode != 0:
         raise AssertionError(f"skopeo {' '.join(args)} failed: {proc.stderr}")
@@ -427,8 +472,15 @@ class Images:
     home: Path  # a HOME for skopeo
 
     def push(self, layout: Path, tag: str, dest: str, *extra: str) -> None:
-        skopeo(self.home, "copy", "-q", "--dest-tls-verify=false", *extra,
-               f"oci:{layout}:{tag}", f"docker://{dest}")
+        skopeo(
+            self.home,
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            *extra,
+            f"oci:{layout}:{tag}",
+            f"docker://{dest}",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -457,7 +509,9 @@ def images(work: Path, plain_registry: RegistryProcess) -> Images:
     result.push(layout.path, "multi", f"{reg}/test/multi:v1", "--all", "--preserve-digests")
     if zstd is not None:
         result.push(layout.path, "zstd", f"{reg}/test/zstd:v1", "--preserve-digests")
-    inspected = json.loads(skopeo(home, "inspect", "--tls-verify=false", f"docker://{reg}/test/docker:v1"))
+    inspected = json.loads(
+        skopeo(home, "inspect", "--tls-verify=false", f"docker://{reg}/test/docker:v1")
+    )
     result.docker_digest = inspected["Digest"]
     return result
 
@@ -475,9 +529,18 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A HOME with no credentials and no config; returns it."""
     home = tmp_path / "home"
     home.mkdir()
-    for var in ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_CONFIG_HOME",
-                "ROOTLESS_INSECURE_REGISTRIES", "https_proxy", "http_proxy",
-                "HTTPS_PROXY", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+    for var in (
+        "DOCKER_CONFIG",
+        "REGISTRY_AUTH_FILE",
+        "XDG_CONFIG_HOME",
+        "ROOTLESS_INSECURE_REGISTRIES",
+        "https_proxy",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
@@ -501,9 +564,14 @@ class FakeRequest(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.server.owner.log.append(
-            {"method": self.command, "path": self.path,
-             "authorization": self.headers.get("Authorization"),
-             "range": self.headers.get("Range")}
+            {
+                "method": self.command,
+                "path": self.path,
+                "authorization": self.headers.get("Authorization"),
+                "range": self.headers.get("Range"),
+                "accept": self.headers.get("Accept"),
+                "peer": str(self.client_address[1]),
+            }
         )
         path = urllib.parse.urlsplit(self.path).path
         for prefix, handler in self.server.owner.routes:
@@ -541,6 +609,9 @@ class FakeHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     owner: FakeServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hanging up on purpose (timeouts, drops) are expected here
+
 
 class FakeServer:
     def __init__(self) -> None:
@@ -549,7 +620,7 @@ class FakeServer:
         self.server = FakeHTTPServer(("127.0.0.1", 0), FakeRequest)
         self.server.owner = self
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def route(self, prefix: str, handler: Handler) -> None:

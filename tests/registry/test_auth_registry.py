@@ -26,8 +26,13 @@ def test_accounts_match_conftest(accounts: Any) -> None:
 
 @pytest.fixture(scope="module")
 def basic_pushed(basic_registry: Any, images: Any, layout_path: Path) -> str:
-    images.push(layout_path, "simple", f"{basic_registry.host}/private/img:v1",
-                "--preserve-digests", f"--dest-creds={USER}:{PASSWORD}")
+    images.push(
+        layout_path,
+        "simple",
+        f"{basic_registry.host}/private/img:v1",
+        "--preserve-digests",
+        f"--dest-creds={USER}:{PASSWORD}",
+    )
     return str(basic_registry.host)
 
 
@@ -35,8 +40,9 @@ def basic_pushed(basic_registry: Any, images: Any, layout_path: Path) -> str:
 def token_pushed(token_registry: Any, images: Any, layout_path: Path) -> str:
     creds = f"--dest-creds={TOKEN_USER}:{TOKEN_PASSWORD}"
     for repo in ("public/img", "private/img"):
-        images.push(layout_path, "simple", f"{token_registry.host}/{repo}:v1",
-                    "--preserve-digests", creds)
+        images.push(
+            layout_path, "simple", f"{token_registry.host}/{repo}:v1", "--preserve-digests", creds
+        )
     return str(token_registry.host)
 
 
@@ -70,17 +76,21 @@ def test_basic_with_auth_json(basic_pushed: str, clean_env: Path, images: Any) -
 
 
 def test_basic_without_credentials(basic_pushed: str, clean_env: Path) -> None:
-    with RegistryClient(basic_pushed, retries=0) as client:
-        with pytest.raises(AuthenticationError) as info:
-            client.get_manifest("private/img", "v1")
+    with (
+        RegistryClient(basic_pushed, retries=0) as client,
+        pytest.raises(AuthenticationError) as info,
+    ):
+        client.get_manifest("private/img", "v1")
     assert info.value.message.startswith(f"authentication required by registry {basic_pushed}")
     assert info.value.hint == f"run `rootless login {basic_pushed}` with valid credentials"
 
 
 def test_basic_wrong_password(basic_pushed: str, clean_env: Path) -> None:
-    with RegistryClient(basic_pushed, credentials=Credentials(USER, "nope"), retries=0) as c:
-        with pytest.raises(AuthenticationError) as info:
-            c.get_manifest("private/img", "v1")
+    with (
+        RegistryClient(basic_pushed, credentials=Credentials(USER, "nope"), retries=0) as c,
+        pytest.raises(AuthenticationError) as info,
+    ):
+        c.get_manifest("private/img", "v1")
     assert info.value.message.startswith(f"authentication to registry {basic_pushed} failed")
     assert "unauthorized" in info.value.message  # the registry's own words
 
@@ -112,18 +122,22 @@ def test_bearer_with_credentials(
 
 
 def test_bearer_anonymous_denied_private(token_pushed: str, clean_env: Path) -> None:
-    with RegistryClient(token_pushed, retries=0) as client:
-        with pytest.raises(AuthenticationError) as info:
-            client.get_manifest("private/img", "v1")
+    with (
+        RegistryClient(token_pushed, retries=0) as client,
+        pytest.raises(AuthenticationError) as info,
+    ):
+        client.get_manifest("private/img", "v1")
     assert info.value.message.startswith(f"authentication required by registry {token_pushed}")
     assert "rootless login" in str(info.value.hint)
 
 
 def test_bearer_bad_password(token_pushed: str, clean_env: Path) -> None:
     creds = Credentials(TOKEN_USER, "wrong")
-    with RegistryClient(token_pushed, credentials=creds, retries=0) as client:
-        with pytest.raises(RegistryError) as info:
-            client.get_manifest("private/img", "v1")
+    with (
+        RegistryClient(token_pushed, credentials=creds, retries=0) as client,
+        pytest.raises(RegistryError) as info,
+    ):
+        client.get_manifest("private/img", "v1")
     assert info.value.message == (
         f"authentication to registry {token_pushed} failed: incorrect username or password"
     )

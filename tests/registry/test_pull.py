@@ -11,7 +11,12 @@ import pytest
 
 from rootless.errors import DigestMismatchError, RegistryError
 from rootless.image import types as t
-from rootless.image.manifest import host_platform, parse_image_config, parse_platform, select_platform
+from rootless.image.manifest import (
+    host_platform,
+    parse_image_config,
+    parse_platform,
+    select_platform,
+)
 from rootless.image.reference import Reference
 from rootless.image.registry import RegistryClient
 
@@ -95,9 +100,11 @@ def test_blob_wrong_size_in_descriptor(client: RegistryClient, images: Any) -> N
     manifest = client.get_manifest("test/simple", "v1").parse()
     assert isinstance(manifest, t.Manifest)
     layer = manifest.layers[0]
-    with pytest.raises(DigestMismatchError, match="expected"):
-        with client.open_blob("test/simple", layer.digest, layer.size - 1) as reader:
-            reader.read()
+    with (
+        pytest.raises(DigestMismatchError, match="expected"),
+        client.open_blob("test/simple", layer.digest, layer.size - 1) as reader,
+    ):
+        reader.read()
 
 
 def test_zstd_layer(client: RegistryClient, images: Any) -> None:
@@ -115,7 +122,9 @@ def test_zstd_layer(client: RegistryClient, images: Any) -> None:
     assert config["rootfs"]["diff_ids"][0] == "sha256:" + hashlib.sha256(tar).hexdigest()
 
 
-def test_unknown_tag_quotes_registry(client: RegistryClient, images: Any, plain_registry: Any) -> None:
+def test_unknown_tag_quotes_registry(
+    client: RegistryClient, images: Any, plain_registry: Any
+) -> None:
     with pytest.raises(RegistryError) as info:
         client.get_manifest("test/simple", "nope")
     assert info.value.message == (
@@ -157,14 +166,15 @@ def test_unreachable_registry(clean_env: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with RegistryClient(f"127.0.0.1:{port}", retries=0) as c:
-        with pytest.raises(RegistryError) as info:
-            c.ping()
+    with RegistryClient(f"127.0.0.1:{port}", retries=0) as c, pytest.raises(RegistryError) as info:
+        c.ping()
     assert info.value.message == f"registry 127.0.0.1:{port} unreachable: connection refused"
     assert info.value.hint
 
 
 def test_unresolvable_registry(clean_env: Path) -> None:
-    with RegistryClient("no-such-host.invalid", retries=0, timeout=5) as c:
-        with pytest.raises(RegistryError, match="unreachable: cannot resolve host name"):
-            c.ping()
+    with (
+        RegistryClient("no-such-host.invalid", retries=0, timeout=5) as c,
+        pytest.raises(RegistryError, match="unreachable: cannot resolve host name"),
+    ):
+        c.ping()

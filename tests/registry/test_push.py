@@ -31,7 +31,10 @@ def skopeo_inspect(home: Path, ref: str, *extra: str) -> Any:
     out = subprocess.run(
         ["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
         env={"HOME": str(home), "PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(home)},
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     return json.loads(out)
 
@@ -41,8 +44,12 @@ def test_push_image_and_read_back_with_skopeo(
 ) -> None:
     layer = b"layer bytes " * 5000  # not a real tar: skopeo inspect does not unpack
     config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/pushed"]},
-         "rootfs": {"type": "layers", "diff_ids": [digest_of(layer)]}}
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/pushed"]},
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(layer)]},
+        }
     ).encode()
     repo = "pushed/app"
     assert client.blob_exists(repo, digest_of(layer)) is None
