@@ -339,3 +339,20 @@ def test_registry_accepts_push(registry: Registry, busybox_rootfs: str, tmp_path
     )
     status, body = registry.get("/v2/harness/busybox/tags/list")
     assert status == 200 and b"latest" in body
+
+
+@needs_root
+def test_cleanup_kills_only_this_tests_processes() -> None:
+    c = _tool_cli("sub", "/bin/sh")
+    other = subprocess.Popen(c.prefix() + ["sleep", "30"], env={"PATH": "/usr/bin:/bin"})
+    try:
+        c.run("-c", "sleep 30 >/dev/null 2>&1 & exit 0", check=True)
+        leftovers = c.leftover_pids()
+        assert len(leftovers) == 1 and other.pid not in leftovers
+        with pytest.warns(UserWarning, match="left processes running"):
+            c.cleanup()
+        assert not os.path.exists(f"/proc/{leftovers[0]}/cmdline") or c.leftover_pids() == []
+        assert other.poll() is None, "a process of the same user but another test was killed"
+    finally:
+        other.kill()
+        other.wait()

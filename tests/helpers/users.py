@@ -114,7 +114,12 @@ class CLI:
         self.bin = bin
         self.workdir = workdir  # world-traversable per-test directory
         self.store = self._make_dir("store", 0o700)
-        self.env: dict[str, str] = base_env(ident) | {"ROOTLESS_ROOT": self.store}
+        # marks every process this test starts, so teardown can find leftovers
+        self.test_id = os.path.basename(workdir)
+        self.env: dict[str, str] = base_env(ident) | {
+            "ROOTLESS_ROOT": self.store,
+            "ROOTLESS_TEST_ID": self.test_id,
+        }
         self._rootfs_count = 0
 
     # identity ------------------------------------------------------------
@@ -238,28 +243,43 @@ class CLI:
 
     # teardown ------------------------------------------------------------
     def leftover_pids(self) -> list[int]:
-        """Processes of this (non-root) user, or of its subordinate uids, still running."""
-        if self.ident.is_root:
-            return []
-        ranges = [(self.uid, 1)] + subid_ranges(self.user, "/etc/subuid")
-        pids = []
+        """Processes this test started that still run: those carrying its
+        ROOTLESS_TEST_ID in their environment, and their descendants.
+
+        Scoped by marker, not by uid, so concurrent test runs as the same users
+        (several developers on one machine) never kill each other's processes.
+        """
+        marker = f"ROOTLESS_TEST_ID={self.test_id}".encode()
+        parents: dict[int, int] = {}
+        marked: list[int] = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
+            pid = int(entry)
             try:
-                uid = os.stat(f"/proc/{entry}").st_uid
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    state = f.read().rsplit(b")", 1)[1].split()[0]
-            except (FileNotFoundError, ProcessLookupError, IndexError):
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if fields[0] in (b"Z", b"X"):  # exited, waiting to be reaped
+                    continue
+                parents[pid] = int(fields[1])
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        marked.append(pid)
+            except (OSError, IndexError, ValueError):
                 continue
-            if state in (b"Z", b"X"):  # exited, waiting to be reaped
-                continue
-            if any(start <= uid < start + count for start, count in ranges):
-                pids.append(int(entry))
-        return pids
+        children: dict[int, list[int]] = {}
+        for pid, ppid in parents.items():
+            children.setdefault(ppid, []).append(pid)
+        found, todo = set(marked), list(marked)
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return sorted(found)
 
     def cleanup(self) -> None:
-        """Kill what the test left running as this user (with a warning), remove files."""
+        """Kill what the test left running (with a warning), remove its files."""
         pids = self.leftover_pids()
         if pids:
             cmds = [_cmdline(p) for p in pids]
