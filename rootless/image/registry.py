@@ -202,6 +202,19 @@ class RegistryClient:
         with self._ready:
             self._base = self._discover()
 
+    def check_login(self) -> None:
+        """Verify the credentials (for `rootless login`): GET /v2/ authenticated.
+
+        Raises AuthenticationError when the registry or its token service refuses.
+        """
+        self.ping()
+        if self.auth.challenge is None:
+            return  # the registry needs no authentication at all
+        response = self.request("GET", "/v2/", scopes=())
+        if response.status != 200:
+            raise self.error(response, f"logging in to {self.registry}")
+        response.close()
+
     def _discover(self) -> str:
         candidates = ["https"] if not self.insecure else ["https", "http"]
         last: TransportError | None = None

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, Self
 
 from rootless.errors import RegistryError
+from rootless.image.insecure import is_loopback
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -250,10 +251,11 @@ def _target(url: str) -> str:
 
 
 def _proxy_for(url: str) -> str | None:
+    """The proxy for `url` from *_proxy variables; loopback never goes through one."""
     scheme, host, _port = origin(url)
     proxies = urllib.request.getproxies()
     proxy = proxies.get(scheme)
-    if not proxy or urllib.request.proxy_bypass(host):
+    if not proxy or is_loopback(host) or urllib.request.proxy_bypass(host):
         return None
     return proxy if "://" in proxy else "http://" + proxy
 
@@ -363,6 +365,10 @@ class HTTPTransport:
         proxy = _proxy_for(request.url)
         key: PoolKey = (scheme, host, port, request.verify, proxy)
         conn = self._pool.take(key)
+        replayable = request.body is None or isinstance(request.body, bytes)
+        if conn is not None and not replayable:
+            conn.close()  # a stream body cannot be re-sent if the idle connection is stale
+            conn = None
         if conn is not None:
             try:
                 return self._exchange(conn, key, request, reused=True)

@@ -141,3 +141,31 @@ def test_bearer_bad_password(token_pushed: str, clean_env: Path) -> None:
     assert info.value.message == (
         f"authentication to registry {token_pushed} failed: incorrect username or password"
     )
+
+
+# ---------------------------------------------------------------- check_login
+
+
+def test_check_login_basic(basic_pushed: str, clean_env: Path) -> None:
+    with RegistryClient(basic_pushed, credentials=Credentials(USER, PASSWORD)) as c:
+        c.check_login()
+    with (
+        RegistryClient(basic_pushed, credentials=Credentials(USER, "bad")) as c,
+        pytest.raises(AuthenticationError, match="failed"),
+    ):
+        c.check_login()
+
+
+def test_check_login_token(token_pushed: str, clean_env: Path) -> None:
+    with RegistryClient(token_pushed, credentials=Credentials(TOKEN_USER, TOKEN_PASSWORD)) as c:
+        c.check_login()
+    with (
+        RegistryClient(token_pushed, credentials=Credentials(TOKEN_USER, "bad")) as c,
+        pytest.raises(AuthenticationError, match="incorrect username or password"),
+    ):
+        c.check_login()
+
+
+def test_check_login_open_registry(plain_registry: Any, clean_env: Path) -> None:
+    with RegistryClient(plain_registry.host, credentials=Credentials("x", "y")) as c:
+        c.check_login()
