@@ -49,13 +49,14 @@ static unsigned long locked_flags(int fd)
     return flags;
 }
 
-/* Make the mount whose root is `fd` read-only, recursively where the kernel allows. */
-static int make_readonly(int fd, const char *what, struct rl_error *err)
+/* Make the mount whose root is `fd` read-only (with its submounts when `recursive`). */
+static int make_readonly(int fd, const char *what, int recursive, struct rl_error *err)
 {
     struct mount_attr attr;
     memset(&attr, 0, sizeof(attr));
     attr.attr_set = MOUNT_ATTR_RDONLY;
-    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) == 0)
+    unsigned at = AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
+    if (syscall(SYS_mount_setattr, fd, "", at, &attr, sizeof(attr)) == 0)
         return 0;
     if (errno != ENOSYS && errno != EINVAL)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make %s read-only", what);
@@ -95,7 +96,7 @@ static int op_bind(int rootfd, const struct rl_mount *m, struct rl_error *err)
     RL_CLEANUP_CLOSE int nfd = rl_open_in_root(rootfd, m->target, O_PATH, 0);
     if (nfd < 0)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot reopen %s", m->target);
-    return make_readonly(nfd, m->target, err);
+    return make_readonly(nfd, m->target, m->mflags & RL_MF_RECURSIVE, err);
 }
 
 static int op_mount(int rootfd, const struct rl_mount *m, struct rl_error *err)
@@ -137,7 +138,7 @@ static int op_remount_ro(int rootfd, const struct rl_mount *m, struct rl_error *
     RL_CLEANUP_CLOSE int fd = rl_open_in_root(rootfd, m->target, O_PATH, 0);
     if (fd < 0)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot open %s", m->target);
-    return make_readonly(fd, m->target[0] ? m->target : "/", err);
+    return make_readonly(fd, m->target[0] ? m->target : "/", 0, err);
 }
 
 static int run_op(int rootfd, const struct rl_mount *m, struct rl_error *err)
@@ -179,7 +180,7 @@ int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err)
     }
     if (cfg->sflags & RL_SF_READONLY_ROOT) {
         RL_CLEANUP_CLOSE int top = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (top < 0 || make_readonly(top, "the root filesystem", err) < 0)
+        if (top < 0 || make_readonly(top, "the root filesystem", 0, err) < 0)
             return top < 0 ? rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot reopen the rootfs") : -1;
     }
     /* pivot_root(".", ".") stacks the old root on top of the new one; detach it. */
