@@ -331,12 +331,14 @@ class Authenticator:
         *,
         verify: bool = True,
         timeout: float = 30.0,
+        ca_certs: tuple[str, ...] = (),
     ) -> None:
         self.transport = transport
         self.registry = registry
         self.credentials = credentials
         self.verify = verify
         self.timeout = timeout
+        self.ca_certs = ca_certs
         self.challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], _Token] = {}
         self._lock = threading.Lock()
@@ -404,7 +406,9 @@ class Authenticator:
             headers.set("Authorization", self.credentials.basic())
         sep = "&" if "?" in realm else "?"
         url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-        return Request("GET", url, headers, timeout=self.timeout, verify=self.verify)
+        return Request(
+            "GET", url, headers, timeout=self.timeout, verify=self.verify, ca_certs=self.ca_certs
+        )
 
     def _refresh_request(self, realm: str, service: str, scopes: tuple[str, ...]) -> Request:
         assert self.credentials is not None
@@ -417,7 +421,9 @@ class Authenticator:
         ]
         headers = Headers({"Content-Type": "application/x-www-form-urlencoded"})
         body = urllib.parse.urlencode(form).encode()
-        return Request("POST", realm, headers, body, timeout=self.timeout, verify=self.verify)
+        return Request(
+            "POST", realm, headers, body, self.timeout, self.verify, ca_certs=self.ca_certs
+        )
 
     def failure(self, detail: str = "") -> AuthenticationError:
         """The error for a refused request, worded by whether we sent credentials."""

@@ -12,6 +12,11 @@ A registry is *insecure* when any of these says so:
 
 `tls_verify=True` from the caller wins over 2-4 (forces verified HTTPS).
 
+Extra certificate authorities for a registry are read, like podman/docker, from
+`*.crt` files in `$XDG_CONFIG_HOME/containers/certs.d/<host[:port]>/` (default
+`~/.config/...`), `/etc/containers/certs.d/<host[:port]>/` and
+`/etc/docker/certs.d/<host[:port]>/` (see `ca_files_for`).
+
 For an insecure registry the client tries HTTPS without certificate verification
 first and falls back to plain HTTP when the TLS handshake fails or the port refuses
 (docker's behaviour); a secure registry is only ever spoken to over verified HTTPS.
@@ -19,6 +24,7 @@ first and falls back to plain HTTP when the TLS handshake fails or the port refu
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import os
 import tomllib
@@ -114,3 +120,20 @@ class InsecurePolicy:
 def is_insecure(registry: str, tls_verify: bool | None = None) -> bool:
     """`InsecurePolicy.from_environment().is_insecure(...)` in one call."""
     return InsecurePolicy.from_environment().is_insecure(registry, tls_verify)
+
+
+def certs_d_dirs(registry: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The certs.d directories searched for `registry`'s CA files, in order."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    roots = [os.path.join(base, "containers", "certs.d"), "/etc/containers/certs.d"]
+    roots.append("/etc/docker/certs.d")
+    return [os.path.join(root, registry) for root in roots]
+
+
+def ca_files_for(registry: str, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """`*.crt` CA files that extend the system trust store for `registry`."""
+    files: list[str] = []
+    for directory in certs_d_dirs(registry, env):
+        files += sorted(glob.glob(os.path.join(glob.escape(directory), "*.crt")))
+    return tuple(files)

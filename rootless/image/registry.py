@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Self
 
 from rootless.errors import DigestMismatchError, ManifestError, RegistryError
 from rootless.image.auth import Authenticator, Credentials, CredentialStore
-from rootless.image.insecure import InsecurePolicy
+from rootless.image.insecure import InsecurePolicy, ca_files_for
 from rootless.image.manifest import parse_manifest
 from rootless.image.reference import Reference
 from rootless.image.transport import (
@@ -146,6 +146,7 @@ class RegistryClient:
         credentials: Credentials | None = _UNSET,
         tls_verify: bool | None = None,
         insecure_policy: InsecurePolicy | None = None,
+        ca_certs: Sequence[str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = 0.5,
@@ -159,11 +160,17 @@ class RegistryClient:
             insecure_policy if insecure_policy is not None else InsecurePolicy.from_environment()
         )
         self.insecure = policy.is_insecure(registry, tls_verify)
+        self.ca_certs = tuple(ca_certs) if ca_certs is not None else ca_files_for(registry)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.auth = Authenticator(
-            self.transport, registry, credentials, verify=not self.insecure, timeout=timeout
+            self.transport,
+            registry,
+            credentials,
+            verify=not self.insecure,
+            timeout=timeout,
+            ca_certs=self.ca_certs,
         )
         self._base: str | None = None
         self._ready = threading.Lock()
@@ -231,7 +238,13 @@ class RegistryClient:
         raise last
 
     def _ping(self, base: str) -> None:
-        request = Request("GET", base + "/v2/", timeout=self.timeout, verify=not self.insecure)
+        request = Request(
+            "GET",
+            base + "/v2/",
+            timeout=self.timeout,
+            verify=not self.insecure,
+            ca_certs=self.ca_certs,
+        )
         with self.transport.send(request) as response:
             response.read_all(1 << 16)
             status, headers = response.status, response.headers
@@ -298,7 +311,16 @@ class RegistryClient:
             authorization = self.auth.authorization(scopes)
             if authorization:
                 hdrs.set("Authorization", authorization)
-        return Request(method, url, hdrs, body, self.timeout, not self.insecure, follow_redirects)
+        return Request(
+            method,
+            url,
+            hdrs,
+            body,
+            self.timeout,
+            not self.insecure,
+            follow_redirects,
+            self.ca_certs,
+        )
 
     def _reauth(self, response: Response, scopes: tuple[str, ...]) -> None:
         """After a 401: learn the (new) challenge and drop the cached token, or fail."""

@@ -157,6 +157,7 @@ class Request:
     timeout: float = DEFAULT_TIMEOUT
     verify: bool = True
     follow_redirects: bool = True
+    ca_certs: tuple[str, ...] = ()  # extra CA files trusted besides the system store
 
 
 class Response:
@@ -262,7 +263,7 @@ def _proxy_for(url: str) -> str | None:
 
 # ---------------------------------------------------------------- connection pool
 
-PoolKey = tuple[str, str, int, bool, str | None]
+PoolKey = tuple[str, str, int, bool, str | None, tuple[str, ...]]
 
 
 class _Pool:
@@ -293,8 +294,10 @@ class _Pool:
             conn.close()
 
 
-def _ssl_context(verify: bool) -> ssl.SSLContext:
+def _ssl_context(verify: bool, ca_certs: tuple[str, ...]) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
+    for cafile in ca_certs:
+        ctx.load_verify_locations(cafile=cafile)
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -307,7 +310,7 @@ class HTTPTransport:
     def __init__(self, *, user_agent: str = USER_AGENT) -> None:
         self.user_agent = user_agent
         self._pool = _Pool()
-        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._contexts: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = {}
 
     def close(self) -> None:
         self._pool.close()
@@ -331,31 +334,29 @@ class HTTPTransport:
             response = self._send_once(request)
         return response
 
-    def _context(self, verify: bool) -> ssl.SSLContext:
-        if verify not in self._contexts:
-            self._contexts[verify] = _ssl_context(verify)
-        return self._contexts[verify]
+    def _context(self, verify: bool, ca_certs: tuple[str, ...]) -> ssl.SSLContext:
+        key = (verify, ca_certs)
+        if key not in self._contexts:
+            self._contexts[key] = _ssl_context(verify, ca_certs)
+        return self._contexts[key]
 
     def _connect(self, key: PoolKey, timeout: float) -> http.client.HTTPConnection:
-        scheme, host, port, verify, proxy = key
+        scheme, host, port, verify, proxy, ca_certs = key
+        ctx = self._context(verify, ca_certs) if scheme == "https" else None
         if proxy is None:
-            return self._direct(scheme, host, port, verify, timeout)
+            return self._direct(scheme, host, port, ctx, timeout)
         _pscheme, phost, pport = origin(proxy)
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(
-                phost, pport, timeout=timeout, context=self._context(verify)
-            )
+        if ctx is not None:
+            conn = http.client.HTTPSConnection(phost, pport, timeout=timeout, context=ctx)
             conn.set_tunnel(host, port)
             return conn
         return http.client.HTTPConnection(phost, pport, timeout=timeout)
 
     def _direct(
-        self, scheme: str, host: str, port: int, verify: bool, timeout: float
+        self, scheme: str, host: str, port: int, ctx: ssl.SSLContext | None, timeout: float
     ) -> http.client.HTTPConnection:
         if scheme == "https":
-            return http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=self._context(verify)
-            )
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
         if scheme != "http":
             raise http.client.InvalidURL(f"unsupported URL scheme {scheme!r}")
         return http.client.HTTPConnection(host, port, timeout=timeout)
@@ -363,7 +364,7 @@ class HTTPTransport:
     def _send_once(self, request: Request) -> Response:
         scheme, host, port = origin(request.url)
         proxy = _proxy_for(request.url)
-        key: PoolKey = (scheme, host, port, request.verify, proxy)
+        key: PoolKey = (scheme, host, port, request.verify, proxy, request.ca_certs)
         conn = self._pool.take(key)
         replayable = request.body is None or isinstance(request.body, bytes)
         if conn is not None and not replayable:
@@ -467,4 +468,5 @@ def _redirected(request: Request, response: Response) -> Request:
         timeout=request.timeout,
         verify=request.verify,
         follow_redirects=request.follow_redirects,
+        ca_certs=request.ca_certs,
     )

@@ -336,3 +336,16 @@ def test_broken_registries_conf_is_ignored(tmp_path: Path) -> None:
     conf.write_text("[[registry]\n")
     policy = InsecurePolicy.from_environment({"XDG_CONFIG_HOME": str(tmp_path)})
     assert not policy.is_insecure("x.io")
+
+
+def test_ca_files_from_certs_d(tmp_path: Path) -> None:
+    from rootless.image.insecure import ca_files_for, certs_d_dirs
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    dirs = certs_d_dirs("reg.lab:5000", env)
+    assert dirs[0] == str(tmp_path / "containers" / "certs.d" / "reg.lab:5000")
+    assert dirs[1:] == ["/etc/containers/certs.d/reg.lab:5000", "/etc/docker/certs.d/reg.lab:5000"]
+    Path(dirs[0]).mkdir(parents=True)
+    (Path(dirs[0]) / "ca.crt").write_text("x")
+    (Path(dirs[0]) / "client.cert").write_text("x")
+    assert ca_files_for("reg.lab:5000", env) == (str(Path(dirs[0]) / "ca.crt"),)
