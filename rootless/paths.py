@@ -28,7 +28,20 @@ def default_runroot() -> str:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
         return os.path.join(runtime, "rootless")
-    return os.path.join("/tmp", "rootless-%d" % os.getuid())
+    path = os.path.join("/tmp", "rootless-%d" % os.getuid())
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return path
+    if st.st_uid == os.getuid():
+        return path
+    # Someone else's (e.g. we are uid 0 inside a user namespace and the host's root owns
+    # it): use a name private to this user namespace instead, never their directory.
+    try:
+        ns = os.stat("/proc/self/ns/user").st_ino
+    except OSError:
+        ns = 0
+    return "%s-%d" % (path, ns)
 
 
 def ensure_private_dir(path: str) -> str:
