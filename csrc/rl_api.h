@@ -93,6 +93,8 @@ struct rl_child {
     int pid;      /* in the caller's pid namespace */
     int sync_fd;  /* parent end of the sync socket */
     int pty_fd;   /* pty master when RL_SF_TTY, else -1 */
+    void *stack;  /* the child's stack until it has exec'ed or exited (rl_release) */
+    size_t stack_size;
 };
 
 /* Clone a child into new user, mount, pid, ipc and uts (and net) namespaces.
@@ -106,6 +108,9 @@ int rl_continue(struct rl_child *child, struct rl_error *err);
 
 /* Abort a spawned child that was never continued (closes the sync socket). */
 void rl_abort(struct rl_child *child);
+
+/* Free what the child used; call once it has been reaped (or has exec'ed). */
+void rl_release(struct rl_child *child);
 
 /* Write /proc/<pid>/{uid_map,setgroups,gid_map} directly. */
 int rl_set_idmap(int pid, const struct rl_idmap *uids, size_t n_uids,

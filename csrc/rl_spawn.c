@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -74,13 +75,16 @@ static _Noreturn void child_fail(int sync, const struct rl_error *err, int code)
     _exit(code);
 }
 
+/* Ignored signals survive execve (caught ones are reset by it): restore the defaults
+ * for the classic signals, and unblock everything. */
 static void reset_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &sa, NULL); /* fails harmlessly for SIGKILL/SIGSTOP and glibc-reserved */
+    for (int sig = 1; sig < 32; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -246,7 +250,9 @@ static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
-    pid_t child = fork();
+    /* Raw clone, not glibc's fork(): we share the caller's memory (CLONE_VM) and must
+     * not run its atfork handlers or rewrite its thread descriptor. */
+    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (child < 0) {
         rl_error_set(&err, errno, RL_STAGE_INIT, "init: fork failed");
         child_fail(sync, &err, 125);
@@ -281,6 +287,12 @@ static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
         }
     }
 }
+
+struct child_args {
+    const struct rl_spawn_config *cfg;
+    int sync;        /* the child's end */
+    int parent_end;  /* closed in the child */
+};
 
 static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
 {
@@ -334,30 +346,67 @@ static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
     child_fail(sync, &err, e == ENOENT ? 127 : 126);
 }
 
+static int child_entry(void *arg)
+{
+    struct child_args *a = arg;
+    close(a->parent_end);
+    child_main(a->cfg, a->sync);
+}
+
+#define CHILD_STACK_SIZE (1024 * 1024)
+
+/* The child shares our address space (CLONE_VM, like posix_spawn) until it execs
+ * (except with RL_SF_INIT, see below):
+ * no copy of the caller's page tables, and execve has no big address space to tear
+ * down. It runs on its own stack and touches only that stack and the read-only
+ * config; it never returns into the caller's code. */
 int rl_spawn(const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_error *err)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return rl_error_set(err, errno, RL_STAGE_SYNC, "socketpair failed");
-    unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-    if (cfg->sflags & RL_SF_NEWNET)
-        flags |= CLONE_NEWNET;
-    long pid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
-    if (pid < 0) {
+    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
         int saved = errno;
         close(sv[0]);
         close(sv[1]);
+        return rl_error_set(err, saved, RL_STAGE_CLONE, "cannot allocate the child stack");
+    }
+    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    /* With --init the child stays alive as PID 1 after exec'ing its worker, so it
+     * gets its own copy of our memory instead of sharing it. */
+    if (!(cfg->sflags & RL_SF_INIT))
+        flags |= CLONE_VM;
+    if (cfg->sflags & RL_SF_NEWNET)
+        flags |= CLONE_NEWNET;
+    /* The arguments live at the top of the child's stack, out of the caller's way. */
+    struct child_args *args = (struct child_args *)((char *)stack + CHILD_STACK_SIZE - 4096);
+    args->cfg = cfg;
+    args->sync = sv[1];
+    args->parent_end = sv[0];
+    int pid = clone(child_entry, (char *)stack + CHILD_STACK_SIZE - 8192, flags | SIGCHLD, args);
+    int saved = errno;
+    close(sv[1]); /* the child has its own fd table (no CLONE_FILES) */
+    if (pid < 0) {
+        close(sv[0]);
+        munmap(stack, CHILD_STACK_SIZE);
         return rl_error_set(err, saved, RL_STAGE_CLONE, "cannot create the namespaces");
     }
-    if (pid == 0) {
-        close(sv[0]);
-        child_main(cfg, sv[1]);
-    }
-    close(sv[1]);
-    out->pid = (int)pid;
+    out->pid = pid;
     out->sync_fd = sv[0];
     out->pty_fd = -1;
+    out->stack = stack;
+    out->stack_size = CHILD_STACK_SIZE;
     return 0;
+}
+
+void rl_release(struct rl_child *child)
+{
+    if (child->stack != NULL) {
+        munmap(child->stack, child->stack_size);
+        child->stack = NULL;
+    }
 }
 
 static ssize_t recv_msg(int fd, struct rl_msg *m, int *passed_fd)

@@ -268,6 +268,10 @@ struct ut {
     size_t ends[STACK_MAX + 1];
     char spath[PATH_MAX];
     int tmpfd; /* parent fd deeper than the stack, owned */
+    unsigned char sgid[STACK_MAX + 1]; /* level is a setgid directory */
+    int parent_sgid;                   /* the parent of the current member is */
+    uid_t euid;
+    gid_t egid;
 
     struct buf longname, longlink;
     struct pax local, global;
@@ -421,6 +425,12 @@ static int open_comp(struct ut *u, int dfd, const char *name, const char *prefix
     return fd;
 }
 
+static int fd_is_sgid(int fd)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 && (sb.st_mode & S_ISGID);
+}
+
 /* A borrowed fd for directory dir[0..dlen) ("" = root), from the deepest open
  * ancestor on the stack; missing components are created when `create`. */
 static int dir_fd(struct ut *u, const char *dir, size_t dlen, int create)
@@ -459,13 +469,18 @@ static int dir_fd(struct ut *u, const char *dir, size_t dlen, int create)
             u->depth++;
             u->fds[u->depth] = fd;
             u->ends[u->depth] = pos;
+            u->sgid[u->depth] = (unsigned char)fd_is_sgid(fd);
         } else {
             owned = 1;
         }
         cur = fd;
     }
-    if (owned)
+    if (owned) {
         u->tmpfd = cur;
+        u->parent_sgid = fd_is_sgid(cur);
+    } else {
+        u->parent_sgid = u->sgid[u->depth];
+    }
     return cur;
 err:
     if (owned) {
@@ -580,6 +595,13 @@ static int owner(struct ut *u, uint32_t *uid, uint32_t *gid)
     return 0;
 }
 
+/* A new inode already belongs to (euid, egid) unless its parent is setgid:
+ * chown only when that differs (saves a syscall per file as root). */
+static int needs_chown(const struct ut *u, uint32_t uid, uint32_t gid)
+{
+    return uid != (uint32_t)u->euid || gid != (uint32_t)u->egid || u->parent_sgid;
+}
+
 /* The mode bits a member gets on disk. */
 static uint32_t disk_mode(struct ut *u, int is_dir)
 {
@@ -682,7 +704,7 @@ static int finish_fd(struct ut *u, int fd, char type, int created_perm_ok)
         uint32_t uid, gid;
         if (owner(u, &uid, &gid) < 0)
             return -1;
-        if (fchown(fd, uid, gid) < 0)
+        if (needs_chown(u, uid, gid) && fchown(fd, uid, gid) < 0)
             return fail_errno(u, "cannot chown");
     }
     uint32_t m = disk_mode(u, 0);
@@ -708,7 +730,7 @@ static int finish_at(struct ut *u, int pfd, const char *name, int is_link)
         uint32_t uid, gid;
         if (owner(u, &uid, &gid) < 0)
             return -1;
-        if (fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+        if (needs_chown(u, uid, gid) && fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
             return fail_errno(u, "cannot chown");
     }
     if (!is_link && fchmodat(pfd, name, disk_mode(u, 0), 0) < 0)
@@ -919,6 +941,7 @@ static int make_dir(struct ut *u, int pfd, const char *name, int can_push)
         u->depth++;
         u->fds[u->depth] = fd;
         u->ends[u->depth] = u->e.plen;
+        u->sgid[u->depth] = (unsigned char)fd_is_sgid(fd);
         return 0;
     }
     close(fd);
@@ -1884,6 +1907,9 @@ int rl_untar(int tar_fd, int root_dirfd, const struct rl_untar_opts *opts, struc
     u->umask = mode_umask();
     u->fds[0] = root_dirfd;
     u->tmpfd = -1;
+    u->sgid[0] = (unsigned char)fd_is_sgid(root_dirfd);
+    u->euid = geteuid();
+    u->egid = getegid();
     u->flatten = !(opts->flags & RL_UNTAR_OVERLAY);
     u->local.xattrs.item = u->global.xattrs.item = sizeof(struct xref);
     u->sparse.item = sizeof(struct region);

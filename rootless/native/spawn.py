@@ -86,7 +86,12 @@ class SpawnConfig:
 
 
 class Child:
-    """A cloned child waiting in its new namespaces."""
+    """A cloned child waiting in its new namespaces.
+
+    Until it execs, the child shares this process's memory (CLONE_VM): its stack and
+    the config cdata in `_keep` must stay alive until `resume()` returned or the child
+    was reaped (then `release()`).
+    """
 
     __slots__ = ("pid", "_c", "_keep")
 
@@ -103,12 +108,15 @@ class Child:
         """Let the child build its root and exec; raise NativeError on its failure."""
         err = ffi.new("struct rl_error *")
         if lib.rl_continue(self._c, err) < 0:
-            self._keep.clear()
             raise native_error(err)
-        self._keep.clear()
+        self.release()  # the child has exec'ed: it no longer uses our memory
 
     def abort(self) -> None:
         lib.rl_abort(self._c)
+
+    def release(self) -> None:
+        """Free the child's stack and config; only once it has exec'ed or been reaped."""
+        lib.rl_release(self._c)
         self._keep.clear()
 
 

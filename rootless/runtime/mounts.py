@@ -64,12 +64,10 @@ def base_mounts(new_net: bool, pts_gid: int | None) -> list[MountOp]:
     return ops
 
 
-def etc_mounts(files: dict[str, str]) -> list[MountOp]:
-    """Bind generated /etc files (hosts, hostname, resolv.conf) over the rootfs's."""
-    return [
-        MountOp(OP_BIND, "/etc/" + name, host_path, mflags=MF_FILE | MF_OPTIONAL)
-        for name, host_path in files.items()
-    ]
+def etc_mounts(files: dict[str, str], readonly: bool = False) -> list[MountOp]:
+    """Bind /etc files (hosts, hostname, resolv.conf) over the rootfs's own."""
+    flags = MF_FILE | MF_OPTIONAL | (MF_RDONLY if readonly else 0)
+    return [MountOp(OP_BIND, "/etc/" + name, host_path, mflags=flags) for name, host_path in files.items()]
 
 
 def volume_mounts(volumes: list[Volume]) -> list[MountOp]:

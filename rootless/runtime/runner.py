@@ -221,12 +221,20 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     host_net = opts.network == "host"
     hostname = opts.hostname or (os.uname().nodename if host_net else opts.container_id[:12])
     cfg = SpawnConfig(rootfs, opts.argv, build_env(opts, user, hostname))
-    state_dir = os.path.join(ensure_private_dir(opts.runroot), "run-" + opts.container_id[:16])
-    os.mkdir(state_dir, 0o700)
+    state_dir = ""
+    if host_net and hostname == os.uname().nodename:
+        # The host's own files are right as they are: bind them read-only, write nothing.
+        etc = {name: "/etc/" + name for name in ("hosts", "hostname", "resolv.conf")
+               if os.path.exists("/etc/" + name)}
+        etc_ops = mounts.etc_mounts(etc, readonly=True)
+    else:
+        state_dir = os.path.join(ensure_private_dir(opts.runroot), "run-" + opts.container_id[:16])
+        os.mkdir(state_dir, 0o700)
+        etc_ops = mounts.etc_mounts(write_etc_files(state_dir, hostname, host_net))
     pts_gid = 5 if mapping.maps_gid(5) and mapping.mode != "single" else None
     cfg.mounts = (
         mounts.base_mounts(not host_net, pts_gid)
-        + mounts.etc_mounts(write_etc_files(state_dir, hostname, host_net))
+        + etc_ops
         + mounts.volume_mounts(volumes)
         + mounts.tmpfs_mounts(opts.tmpfs)
     )
@@ -270,7 +278,8 @@ def run(opts: RunOptions) -> int:
             child.resume()
         except BaseException as exc:
             child.abort()
-            status = wait_exit_code(child.pid)
+            wait_exit_code(child.pid)
+            child.release()
             if isinstance(exc, NativeError):
                 raise native_to_user_error(exc, opts.argv[0]) from exc
             raise
@@ -292,6 +301,8 @@ def run(opts: RunOptions) -> int:
 
 
 def _remove_state(state_dir: str) -> None:
+    if not state_dir:
+        return
     for name in ("hosts", "hostname", "resolv.conf"):
         try:
             os.unlink(os.path.join(state_dir, name))
