@@ -238,10 +238,16 @@ def markdown(cs: list[Contender], derived: dict[str, Any], meta: dict[str, Any])
 
 
 def make_rootfs(dest: str, uid: int, gid: int) -> None:
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from helpers.rootfs import make_rootfs as make
+    """tests/helpers/rootfs.py's make_rootfs, loaded by path: it needs only the
+    standard library, while the helpers package around it imports pytest."""
+    import importlib.util
 
-    make(dest, uid, gid)
+    path = os.path.join(REPO, "tests", "helpers", "rootfs.py")
+    spec = importlib.util.spec_from_file_location("rootless_test_rootfs", path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make_rootfs(dest, uid, gid)
 
 
 def drop_to_user(user: str, argv: list[str]) -> int:

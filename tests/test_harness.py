@@ -356,3 +356,26 @@ def test_cleanup_kills_only_this_tests_processes() -> None:
     finally:
         other.kill()
         other.wait()
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+@needs_root
+def test_run_latency_benchmark_smoke() -> None:
+    """benchmarks/run_latency.py runs (as rltest-sub) and measures rootless and ch-run."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "run_latency.py"
+    proc = subprocess.run(
+        ["/usr/bin/python3", str(script), "--json", "--rounds", "2", "--warmup", "0",
+         "--only", "rootless,ch-run"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    result = json.loads(proc.stdout)
+    stats = {c["name"]: c for c in result["contenders"]}
+    assert result["meta"]["user"] == "rltest-sub"
+    assert stats["python -I -c pass"]["stats"]["n"] == 2
+    assert stats["rootless"]["stats"].get("n") == 2, stats["rootless"]["error"]
+    assert "rootless_own_cost_ms" in result["derived"]
