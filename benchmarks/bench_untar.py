@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rootless.native.untar import untar_fd, untar_stream  # noqa: E402
+from rootless.native.untar import untar_fd, untar_stream
 
 try:
     from isal import isal_zlib as fast_zlib  # type: ignore[import-not-found]
@@ -71,7 +71,12 @@ def make_small(path: Path) -> None:
             _add_dir(tf, f"d{d:03d}", 1_600_000_000)
             for f in range(100):
                 n = rng.randrange(0, 4097)
-                _add(tf, f"d{d:03d}/file-{f:03d}.txt", pool[n % 4096 : n % 4096 + n], 1_600_000_000 + f)
+                _add(
+                    tf,
+                    f"d{d:03d}/file-{f:03d}.txt",
+                    pool[n % 4096 : n % 4096 + n],
+                    1_600_000_000 + f,
+                )
 
 
 def make_mixed(path: Path) -> None:
@@ -105,7 +110,9 @@ def gunzip_chunks(path: Path) -> Iterator[bytes]:
     yield d.flush()
 
 
-def timed(a: Callable[[Path], None], b: Callable[[Path], None], work: Path, runs: int) -> tuple[float, float]:
+def timed(
+    a: Callable[[Path], None], b: Callable[[Path], None], work: Path, runs: int
+) -> tuple[float, float]:
     """Median wall times of a and b, run alternately into fresh directories."""
     times: tuple[list[float], list[float]] = ([], [])
     for i in range(runs):
@@ -140,7 +147,9 @@ def gnu(tar: Path, z: bool = False) -> Callable[[Path], None]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", default=None, help="work directory (default: a fresh tmpfs as root)")
     ap.add_argument("--no-tmpfs", action="store_true")
@@ -150,9 +159,13 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     mounted = False
     if os.geteuid() == 0 and not args.no_tmpfs:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3g", "bench-untar", str(base)], check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=3g", "bench-untar", str(base)], check=True
+        )
         mounted = True
-    fs = subprocess.run(["stat", "-f", "-c", "%T", str(base)], capture_output=True, text=True).stdout.strip()
+    fs = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(base)], capture_output=True, text=True, check=False
+    ).stdout.strip()
     try:
         small, mixed = base / "small.tar", base / "mixed.tar"
         make_small(small)
@@ -166,9 +179,13 @@ def main() -> int:
             rows.append((f"{label} ({size:.0f} MB tar)", "rl_untar", "tar -xf", t_ours, t_gnu))
             tgz = tar.with_suffix(".tar.gz")
             t_ours, t_gnu = timed(ours_gz(tgz), gnu(tgz, z=True), base, args.runs)
-            rows.append((f"{label} (.tar.gz)", f"{GZIP_IMPL} + rl_untar", "tar -xzf", t_ours, t_gnu))
-        print(f"filesystem: {fs}, runs: {args.runs} (median), euid {os.geteuid()}, "
-              f"tar: {subprocess.run(['tar', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
+            rows.append(
+                (f"{label} (.tar.gz)", f"{GZIP_IMPL} + rl_untar", "tar -xzf", t_ours, t_gnu)
+            )
+        print(
+            f"filesystem: {fs}, runs: {args.runs} (median), euid {os.geteuid()}, "
+            f"tar: {subprocess.run(['tar', '--version'], capture_output=True, text=True, check=False).stdout.splitlines()[0]}"
+        )
         print()
         print("| case | ours | GNU tar | ours (s) | GNU tar (s) | GNU/ours |")
         print("|---|---|---|---:|---:|---:|")

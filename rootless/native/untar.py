@@ -141,7 +141,7 @@ def _chunks(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
         while chunk := read(CHUNK):
             yield chunk
     else:
-        yield from source  # type: ignore[misc]
+        yield from source
 
 
 class _Feeder(threading.Thread):

@@ -37,7 +37,7 @@ NOBODY = 65534
 class TarBuilder:
     def __init__(self, fmt: int = tarfile.PAX_FORMAT) -> None:
         self.buf = io.BytesIO()
-        self.tf = tarfile.open(fileobj=self.buf, mode="w", format=fmt)
+        self.tf = tarfile.open(fileobj=self.buf, mode="w", format=fmt)  # noqa: SIM115 - closed by data()
 
     def _info(self, name: str, kind: bytes, **kw: Any) -> tarfile.TarInfo:
         ti = tarfile.TarInfo(name)
@@ -77,7 +77,9 @@ class TarBuilder:
         self.tf.addfile(self._info(name, tarfile.FIFOTYPE, **kw))
         return self
 
-    def device(self, name: str, major: int, minor: int, block: bool = False, **kw: Any) -> TarBuilder:
+    def device(
+        self, name: str, major: int, minor: int, block: bool = False, **kw: Any
+    ) -> TarBuilder:
         ti = self._info(name, tarfile.BLKTYPE if block else tarfile.CHRTYPE, **kw)
         ti.devmajor, ti.devminor = major, minor
         self.tf.addfile(ti)
@@ -174,8 +176,17 @@ def _nobody_python() -> str | None:
         if not os.path.exists(py):
             continue
         probe = subprocess.run(
-            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", py, "-c", "import cffi"],
+            [
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                py,
+                "-c",
+                "import cffi",
+            ],
             capture_output=True,
+            check=False,
         )
         if probe.returncode == 0:
             return py
@@ -209,9 +220,22 @@ class Nobody:
             "    print(json.dumps({'errno': e.errno, 'error': str(e)}))\n"
         )
         proc = subprocess.run(
-            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", self.py, "-c", script,
-             str(tar), str(self.root), json.dumps(kw)],
-            capture_output=True, text=True, timeout=60,
+            [
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                self.py,
+                "-c",
+                script,
+                str(tar),
+                str(self.root),
+                json.dumps(kw),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert proc.returncode == 0, proc.stderr
         result: dict[str, Any] = json.loads(proc.stdout)
@@ -227,7 +251,9 @@ def as_nobody() -> Iterator[Nobody]:
         if os.environ.get("ROOTLESS_MUST_WORK") == "1":
             pytest.fail("no Python with cffi usable by uid 65534")
         pytest.skip("no Python with cffi usable by uid 65534")
-    base = Path(tempfile.mkdtemp(prefix="rl-untar-", dir=os.environ.get("ROOTLESS_TEST_TMPDIR", "/tmp")))
+    base = Path(
+        tempfile.mkdtemp(prefix="rl-untar-", dir=os.environ.get("ROOTLESS_TEST_TMPDIR", "/tmp"))
+    )
     os.chmod(base, 0o755)
     try:
         yield Nobody(py, base)

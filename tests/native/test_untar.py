@@ -18,7 +18,9 @@ from rootless.native import NativeError
 from rootless.native.untar import untar_fd, untar_stream
 
 MTIME = 1_600_000_000
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mknod, trusted xattrs)")
+root_only = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root (chown, mknod, trusted xattrs)"
+)
 needs_gnu_tar = pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
 
 
@@ -68,7 +70,7 @@ def test_member_types(layer, tar_builder, fmt):
 
 @pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
 def test_long_names_and_links(layer, tar_builder, fmt):
-    deep = "/".join(["component-%02d-" % i + "x" * 40 for i in range(8)])  # > 255 chars
+    deep = "/".join([f"component-{i:02d}-" + "x" * 40 for i in range(8)])  # > 255 chars
     name150 = "n" * 150  # > 100, one component
     target = "/" + "t" * 200
     data = (
@@ -107,7 +109,9 @@ def test_pax_overrides(layer, tar_builder):
 
 def test_pax_global_header(layer):
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"mtime": "1000"}) as tf:
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"mtime": "1000"}
+    ) as tf:
         for name in ("a", "b"):
             ti = tarfile.TarInfo(name)
             ti.size = 1
@@ -193,15 +197,20 @@ def _sparse_source(tmp_path: Path) -> Path:
 @needs_gnu_tar
 @pytest.mark.parametrize(
     "tar_opts",
-    [["--format=gnu"], ["--format=posix", "--sparse-version=0.0"],
-     ["--format=posix", "--sparse-version=0.1"], ["--format=posix", "--sparse-version=1.0"]],
+    [
+        ["--format=gnu"],
+        ["--format=posix", "--sparse-version=0.0"],
+        ["--format=posix", "--sparse-version=0.1"],
+        ["--format=posix", "--sparse-version=1.0"],
+    ],
     ids=["gnu-S", "pax-0.0", "pax-0.1", "pax-1.0"],
 )
 def test_sparse(layer, tmp_path, tar_opts):
     src = _sparse_source(tmp_path)
     archive = subprocess.run(
         ["tar", "-C", str(src), "--sparse", *tar_opts, "-cf", "-", "sparse"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     ).stdout
     assert len(archive) < 1 << 20  # the archive itself holds no holes
     stats = layer.unpack(archive)
@@ -251,8 +260,14 @@ def test_owner_mode_xattrs_order(layer, tar_builder):
 def test_idmap(layer, tar_builder):
     data = tar_builder().file("f", uid=1000, gid=0).dir("d", uid=0, gid=50).data()
     layer.unpack(data, chown=True, uids=[(0, 100000, 65536)], gids=[(0, 200000, 65536)])
-    assert (os.lstat(layer.root / "f").st_uid, os.lstat(layer.root / "f").st_gid) == (101000, 200000)
-    assert (os.lstat(layer.root / "d").st_uid, os.lstat(layer.root / "d").st_gid) == (100000, 200050)
+    assert (os.lstat(layer.root / "f").st_uid, os.lstat(layer.root / "f").st_gid) == (
+        101000,
+        200000,
+    )
+    assert (os.lstat(layer.root / "d").st_uid, os.lstat(layer.root / "d").st_gid) == (
+        100000,
+        200050,
+    )
 
 
 @root_only
@@ -477,8 +492,11 @@ def test_same_result_as_gnu_tar(layer, tar_builder, tmp_path, fmt, snapshot):
     data = _rich_archive(tar_builder, fmt)
     gnu = tmp_path / "gnu"
     gnu.mkdir()
-    subprocess.run(["tar", "-C", str(gnu), "--same-owner", "--numeric-owner", "-xpf", "-"],
-                   input=data, check=True)
+    subprocess.run(
+        ["tar", "-C", str(gnu), "--same-owner", "--numeric-owner", "-xpf", "-"],
+        input=data,
+        check=True,
+    )
     layer.unpack(data, chown=True)
     ours, theirs = layer.tree(), snapshot(gnu)
     assert ours.keys() == theirs.keys()
@@ -498,7 +516,9 @@ def test_gnu_tar_created_archive(layer, tmp_path, snapshot):
     os.link(src / "a/b/file", src / "a/hard")
     (src / ("x" * 200)).write_bytes(b"long")
     os.chmod(src / "a/b", 0o751)
-    archive = subprocess.run(["tar", "-C", str(src), "-cf", "-", "."], check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["tar", "-C", str(src), "-cf", "-", "."], check=True, capture_output=True
+    ).stdout
     gnu = tmp_path / "gnu"
     gnu.mkdir()
     subprocess.run(["tar", "-C", str(gnu), "-xpf", "-"], input=archive, check=True)

@@ -122,12 +122,7 @@ def test_hardlink_to_outside_refused(layer, tar_builder, target):
 
 
 def test_hardlink_through_escaping_symlink(layer, tar_builder):
-    data = (
-        tar_builder()
-        .symlink("d", str(layer.outside))
-        .hardlink("h", "d/secret")
-        .data()
-    )
+    data = tar_builder().symlink("d", str(layer.outside)).hardlink("h", "d/secret").data()
     with pytest.raises(NativeError):
         layer.unpack(data)
     assert os.stat(layer.outside / "secret").st_nlink == 1
@@ -135,7 +130,13 @@ def test_hardlink_through_escaping_symlink(layer, tar_builder):
 
 
 def test_hardlink_to_escaping_symlink_links_the_symlink_only(layer, tar_builder):
-    data = tar_builder().symlink("s", str(layer.outside / "secret")).hardlink("h", "s").file("h", b"w").data()
+    data = (
+        tar_builder()
+        .symlink("s", str(layer.outside / "secret"))
+        .hardlink("h", "s")
+        .file("h", b"w")
+        .data()
+    )
     layer.unpack(data)
     assert (layer.outside / "secret").read_bytes() == b"secret\n"
     assert os.stat(layer.outside / "secret").st_nlink == 1
@@ -144,7 +145,14 @@ def test_hardlink_to_escaping_symlink_links_the_symlink_only(layer, tar_builder)
 
 
 def test_hardlink_to_itself_through_symlinked_dir(layer, tar_builder):
-    data = tar_builder().file("x", b"keep").symlink("a", ".").hardlink("a/x", "x").hardlink("x", "x").data()
+    data = (
+        tar_builder()
+        .file("x", b"keep")
+        .symlink("a", ".")
+        .hardlink("a/x", "x")
+        .hardlink("x", "x")
+        .data()
+    )
     layer.unpack(data)
     assert (layer.root / "x").read_bytes() == b"keep"
 
@@ -167,7 +175,9 @@ def test_whiteouts_cannot_escape(layer, tar_builder):
 def test_overlay_whiteout_in_symlinked_parent(layer, tar_builder):
     os.symlink(str(layer.outside), layer.root / "link")
     unpack_maybe(layer, tar_builder().file("link/.wh.secret").data(), overlay=True)
-    unpack_maybe(layer, tar_builder().file("link/.wh..wh..opq").data(), overlay=True, userxattr=True)
+    unpack_maybe(
+        layer, tar_builder().file("link/.wh..wh..opq").data(), overlay=True, userxattr=True
+    )
     assert layer.outside_untouched()
 
 

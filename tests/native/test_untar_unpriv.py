@@ -11,8 +11,6 @@ import errno
 import os
 import stat
 
-import pytest
-
 NOBODY = 65534
 
 
@@ -102,7 +100,9 @@ def test_chown_refused_without_privilege(as_nobody, tar_builder):
 
 def test_flatten_into_readonly_lower_dirs(as_nobody, tar_builder):
     r = as_nobody.root
-    lower = tar_builder().dir("ro", mode=0o555).file("ro/old", b"o").dir("ro/sub", mode=0o500).data()
+    lower = (
+        tar_builder().dir("ro", mode=0o555).file("ro/old", b"o").dir("ro/sub", mode=0o500).data()
+    )
     assert "errno" not in as_nobody.unpack(lower)
     upper = tar_builder().file("ro/.wh.sub").file("ro/.wh..wh..opq").file("ro/new", b"n").data()
     result = as_nobody.unpack(upper)
