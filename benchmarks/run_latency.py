@@ -229,7 +229,7 @@ def markdown(cs: list[Contender], derived: dict[str, Any], meta: dict[str, Any])
                      f"(target <= 2x: {ok})")  # fmt: skip
     if "podman_vs_rootless" in derived:
         ok = "met" if derived["target_10x_faster_than_podman"] else "NOT met"
-        lines.append(f"- podman / rootless median: {derived['podman_vs_rootless']:.1f}x "
+        lines.append(f"- podman / rootless median: {derived['podman_vs_rootless']:.2f}x "
                      f"(target >= 10x: {ok})")  # fmt: skip
     return "\n".join(lines)
 
@@ -255,19 +255,24 @@ def drop_to_user(user: str, argv: list[str]) -> int:
     so a checkout under a 0700 /root still works)."""
     pw = pwd.getpwnam(user)
     work = tempfile.mkdtemp(prefix="rl-bench-", dir="/tmp")
+    try:
+        return _run_as(pw, work, argv)
+    finally:
+        if "--keep" not in argv:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_as(pw: pwd.struct_passwd, work: str, argv: list[str]) -> int:
     os.chmod(work, 0o755)
     rootfs = os.path.join(work, "rootfs")
     make_rootfs(rootfs, pw.pw_uid, pw.pw_gid)
     os.chown(work, pw.pw_uid, pw.pw_gid)
+    user = pw.pw_name
     cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
            PYTHON, "-I", "-", *argv, "--workdir", work, "--rootfs", rootfs]  # fmt: skip
     env = {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "PATH": PATH, "LANG": "C.UTF-8"}
-    try:
-        with open(os.path.abspath(__file__), "rb") as script:
-            return subprocess.run(cmd, stdin=script, env=env, cwd="/", check=False).returncode
-    finally:
-        if "--keep" not in argv:
-            shutil.rmtree(work, ignore_errors=True)
+    with open(os.path.abspath(__file__), "rb") as script:
+        return subprocess.run(cmd, stdin=script, env=env, cwd="/", check=False).returncode
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
