@@ -2,7 +2,8 @@
 no dataclasses, no typing at run time).
 
 Persistent store (`--root`): $ROOTLESS_ROOT, else $XDG_DATA_HOME/rootless, else
-~/.local/share/rootless. Volatile state (`--runroot`): $XDG_RUNTIME_DIR/rootless,
+~/.local/share/rootless. Volatile state (`--runroot`): $ROOTLESS_RUNROOT, else
+$XDG_RUNTIME_DIR/rootless,
 else a private 0700 directory /tmp/rootless-<uid> (as in batch jobs, where
 XDG_RUNTIME_DIR is unset), checked to belong to the user.
 """
@@ -25,6 +26,9 @@ def default_root() -> str:
 
 
 def default_runroot() -> str:
+    env = os.environ.get("ROOTLESS_RUNROOT")
+    if env:
+        return os.path.abspath(env)
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
         return os.path.join(runtime, "rootless")

@@ -29,6 +29,8 @@ if CORE_VERSION != __version__:  # pragma: no cover - only on a broken install
         f"{__version__}: reinstall with `pip install .`"
     )
 
+__all__ = ["CORE_VERSION", "NativeError", "ffi", "lib", "native_error", "new_error", "raise_native_error"]
+
 STAGES = {
     lib.RL_STAGE_NONE: "none",
     lib.RL_STAGE_CLONE: "clone",

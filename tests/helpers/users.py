@@ -7,7 +7,8 @@ Three identities (made by scripts/setup-host.sh):
 
 Non-root commands run through `setpriv --reuid U --regid G --init-groups` with a
 clean environment (HOME, USER, LOGNAME, PATH, LANG; no XDG_RUNTIME_DIR) plus
-ROOTLESS_ROOT pointing at a fresh store for each test, so tests are isolated.
+ROOTLESS_ROOT and ROOTLESS_RUNROOT pointing at a fresh store and runroot for each
+test, so tests are isolated.
 """
 
 from __future__ import annotations
@@ -114,10 +115,13 @@ class CLI:
         self.bin = bin
         self.workdir = workdir  # world-traversable per-test directory
         self.store = self._make_dir("store", 0o700)
+        # per-test volatile state too, so `ps -a` in one test never sees another's containers
+        self.runroot = self._make_dir("run", 0o700)
         # marks every process this test starts, so teardown can find leftovers
         self.test_id = os.path.basename(workdir)
         self.env: dict[str, str] = base_env(ident) | {
             "ROOTLESS_ROOT": self.store,
+            "ROOTLESS_RUNROOT": self.runroot,
             "ROOTLESS_TEST_ID": self.test_id,
         }
         self._rootfs_count = 0
