@@ -17,6 +17,7 @@
 
 #include "rl_api.h"
 #include "rl_untar.h"
+#include "rl_job.h"
 
 #define RL_CLEANUP_CLOSE __attribute__((cleanup(rl_cleanup_close)))
 
