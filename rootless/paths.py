@@ -95,6 +95,60 @@ class StorePaths:
     def tmp(self) -> str:
         return os.path.join(self.root, "tmp")
 
+    # image store (rootless.store) -------------------------------------------
+    @property
+    def version_file(self) -> str:
+        return os.path.join(self.root, "version")
+
+    @property
+    def store_lock(self) -> str:
+        return os.path.join(self.root, "store.lock")
+
+    @property
+    def images_lock(self) -> str:
+        return os.path.join(self.root, "images.lock")
+
+    @property
+    def oci_layout(self) -> str:
+        return os.path.join(self.root, "oci-layout")
+
+    @property
+    def index_json(self) -> str:
+        return os.path.join(self.root, "index.json")
+
+    @property
+    def blobs_tmp(self) -> str:
+        return os.path.join(self.root, "blobs", "tmp")
+
+    @property
+    def locks(self) -> str:
+        return os.path.join(self.root, "locks")
+
+    def layer_lock(self, hex_digest: str) -> str:
+        return os.path.join(self.root, "locks", "layer-" + hex_digest)
+
+    def layer(self, hex_digest: str) -> str:
+        return os.path.join(self.root, "layers", hex_digest)
+
+    def layer_diff(self, hex_digest: str) -> str:
+        return os.path.join(self.root, "layers", hex_digest, "diff")
+
+    def layer_json(self, hex_digest: str) -> str:
+        return os.path.join(self.root, "layers", hex_digest, "layer.json")
+
+    def layer_incomplete(self, hex_digest: str) -> str:
+        return os.path.join(self.root, "layers", hex_digest, "incomplete")
+
+    @property
+    def layer_links(self) -> str:
+        return os.path.join(self.root, "layers", "l")
+
+    def layer_link(self, short: str) -> str:
+        return os.path.join(self.root, "layers", "l", short)
+
+    def container_config(self, container_id: str) -> str:
+        return os.path.join(self.root, "containers", container_id, "config.json")
+
 
 class RunPaths:
     """Volatile per-boot state."""
