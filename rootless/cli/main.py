@@ -20,6 +20,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("rootless.cli.commands.run", "Run a command in a new container"),
     "info": ("rootless.cli.commands.info", "Show what this host allows rootless to do"),
     "version": ("rootless.cli.commands.version", "Show the rootless version"),
+    "pull": ("rootless.cli.commands.pull", "Download an image from a registry"),
+    "images": ("rootless.cli.commands.images", "List images"),
+    "rmi": ("rootless.cli.commands.rmi", "Remove one or more images"),
+    "tag": ("rootless.cli.commands.tag", "Give an image another name"),
+    "image": ("rootless.cli.commands.image", "Manage images (inspect, ls, rm, prune, history, ...)"),
+    "history": ("rootless.cli.commands.history", "Show the history of an image"),
+    "login": ("rootless.cli.commands.login", "Log in to a registry"),
+    "logout": ("rootless.cli.commands.logout", "Log out from a registry"),
 }
 
 GLOBAL_HELP = """\
