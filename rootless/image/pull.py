@@ -80,7 +80,7 @@ class PullOptions:
     """How to pull: platform ("os/arch[/variant]", default the host's), TLS
     verification (None: the registry's default), parallel layers, progress."""
 
-    __slots__ = ("platform", "tls_verify", "jobs", "progress")
+    __slots__ = ("platform", "tls_verify", "jobs", "progress", "timeout")
 
     def __init__(
         self,
@@ -88,7 +88,9 @@ class PullOptions:
         tls_verify: bool | None = None,
         jobs: int = DEFAULT_JOBS,
         progress: Progress | None = None,
+        timeout: float | None = None,
     ) -> None:
+        self.timeout = timeout
         self.platform = platform
         self.tls_verify = tls_verify
         self.jobs = jobs
@@ -202,11 +204,27 @@ class _LayerStream:
             if self.writer is not None:
                 self.writer.write(chunk)
             self._report()
-            out = self.inflater.feed(chunk)
+            try:
+                out = self.inflater.feed(chunk)
+            except Exception as exc:  # noqa: BLE001 - zlib/isal/zstd errors differ
+                raise self._corrupt(exc) from exc
             if out:
                 self.diff_hash.update(out)
                 self.size += len(out)
                 yield out
+
+    def _corrupt(self, exc: Exception) -> BaseException:
+        """A decompression error: read the rest, so that a digest mismatch (the
+        usual cause) is what gets reported."""
+        try:
+            while self.source.read(CHUNK):
+                pass
+        except RootlessError as verified:
+            return verified
+        return DigestMismatchError(
+            f"layer {self.desc.digest}: corrupt {self.inflater.kind} data ({exc})",
+            hint="the image is corrupt in the registry",
+        )
 
     def _report(self) -> None:
         now = time.monotonic()
@@ -411,6 +429,13 @@ def _transport() -> Transport:
     return _Transport()
 
 
+def _client_options(options: PullOptions) -> dict[str, object]:
+    kwargs: dict[str, object] = {"tls_verify": options.tls_verify}
+    if options.timeout is not None:
+        kwargs["timeout"] = options.timeout
+    return kwargs
+
+
 def _pull(store: Store, ref: Reference, options: PullOptions) -> PullResult:
     from rootless.image.registry import RegistryClient
 
@@ -418,7 +443,7 @@ def _pull(store: Store, ref: Reference, options: PullOptions) -> PullResult:
     transport = _transport()
     with (
         contextlib.closing(transport),
-        RegistryClient.for_reference(ref, tls_verify=options.tls_verify, transport=transport) as client,
+        RegistryClient.for_reference(ref, transport=transport, **_client_options(options)) as client,
     ):
         manifest, manifest_bytes, digest, top_digest = _resolve_manifest(client, ref, options)
         config, config_bytes = _config(store, client, ref, manifest)

@@ -35,6 +35,22 @@ def tls_option(value: object) -> bool | None:
     return None if value == "unset" else bool(value)
 
 
+def _timeout() -> float | None:
+    """$ROOTLESS_REGISTRY_TIMEOUT: seconds for connecting and each read (default 30)."""
+    import os
+
+    text = os.environ.get("ROOTLESS_REGISTRY_TIMEOUT")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"invalid ROOTLESS_REGISTRY_TIMEOUT {text!r}: a number of seconds") from None
+    if value <= 0:
+        raise UsageError("ROOTLESS_REGISTRY_TIMEOUT must be positive")
+    return value
+
+
 def _progress(quiet: bool) -> Progress | None:
     if quiet or not sys.stderr.isatty():
         return None
@@ -57,6 +73,7 @@ def main(ctx: Context, parsed: Parsed) -> int:
         tls_verify=tls_option(parsed.get("tls_verify")),
         jobs=int(jobs),
         progress=_progress(bool(parsed.get("quiet"))),
+        timeout=_timeout(),
     )
     store = Store.open(ctx.root)
     result = pull(store, parsed.args[0], options)
