@@ -45,6 +45,8 @@ struct rl_idmap {
 #define RL_OP_MKDIR 3      /* mkdir -p target with mode */
 #define RL_OP_SYMLINK 4    /* symlink(source, target) */
 #define RL_OP_REMOUNT_RO 5 /* make the mount at target read-only ("" or "/" = the root) */
+#define RL_OP_OVERLAY 6    /* before the root is built: chdir(source), then mount overlay on the
+                              HOST path target with data (relative lowerdirs keep it short) */
 
 #define RL_MF_RDONLY 1    /* bind: read-only */
 #define RL_MF_RECURSIVE 2 /* bind: recursive (rbind) */

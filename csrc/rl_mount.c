@@ -159,9 +159,27 @@ static int run_op(int rootfd, const struct rl_mount *m, struct rl_error *err)
         return op_symlink(rootfd, m, err);
     case RL_OP_REMOUNT_RO:
         return op_remount_ro(rootfd, m, err);
+    case RL_OP_OVERLAY:
+        return 0; /* done in mount_overlays() before the root exists */
     default:
         return rl_error_set(err, EINVAL, RL_STAGE_MOUNT, "unknown mount op %d", m->op);
     }
+}
+
+/* Overlay roots are mounted on host paths first; the mount lives and dies with this
+ * mount namespace, so no stale mount is ever left on the host. */
+static int mount_overlays(const struct rl_spawn_config *cfg, struct rl_error *err)
+{
+    for (size_t i = 0; i < cfg->n_mounts; i++) {
+        const struct rl_mount *m = &cfg->mounts[i];
+        if (m->op != RL_OP_OVERLAY)
+            continue;
+        if (m->source != NULL && chdir(m->source) < 0)
+            return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot enter the layer directory %s", m->source);
+        if (mount("overlay", m->target, "overlay", m->flags, m->data) < 0)
+            return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot mount the overlay root on %s", m->target);
+    }
+    return 0;
 }
 
 /* Build the new root at cfg->rootfs and pivot into it. Leaves cwd at the new "/". */
@@ -169,6 +187,8 @@ int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err)
 {
     if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make the mount tree private");
+    if (mount_overlays(cfg, err) < 0)
+        return -1;
     if (mount(cfg->rootfs, cfg->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot bind-mount the rootfs %s", cfg->rootfs);
     RL_CLEANUP_CLOSE int rootfd = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 # name -> (module, one-line summary). Modules are imported only when used.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("rootless.cli.commands.run", "Run a command in a new container"),
+    "create": ("rootless.cli.commands.create", "Create a new container"),
+    "start": ("rootless.cli.commands.start", "Start one or more stopped containers"),
+    "ps": ("rootless.cli.commands.ps", "List containers"),
+    "stop": ("rootless.cli.commands.stop", "Stop running containers"),
+    "restart": ("rootless.cli.commands.restart", "Restart containers"),
+    "kill": ("rootless.cli.commands.kill", "Send a signal to running containers"),
+    "rm": ("rootless.cli.commands.rm", "Remove containers"),
+    "wait": ("rootless.cli.commands.wait", "Wait for containers to stop and print their exit codes"),
+    "logs": ("rootless.cli.commands.logs", "Print a container's output"),
+    "attach": ("rootless.cli.commands.attach", "Attach to a running container"),
+    "inspect": ("rootless.cli.commands.inspect", "Show low-level information as JSON"),
+    "rename": ("rootless.cli.commands.rename", "Rename a container"),
+    "container": ("rootless.cli.commands.container", "Manage containers"),
     "info": ("rootless.cli.commands.info", "Show what this host allows rootless to do"),
     "version": ("rootless.cli.commands.version", "Show the rootless version"),
     "pull": ("rootless.cli.commands.pull", "Download an image from a registry"),
@@ -117,8 +130,11 @@ def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
     return Context(root, runroot), argv[i:]
 
 
-def dispatch(argv: list[str]) -> int:
-    ctx, rest = _parse_globals(argv)
+def dispatch(argv: list[str], ctx: Context | None = None) -> int:
+    if ctx is None:
+        ctx, rest = _parse_globals(argv)
+    else:
+        rest = argv
     if not rest or rest[0] == "help":
         if len(rest) > 1 and rest[1] in COMMANDS:
             rest = [rest[1], "--help"]

@@ -20,6 +20,10 @@ from rootless.errors import (
 )
 from rootless.runtime import idmap, mounts, users
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rootless.native.spawn import MountOp
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT")
 
@@ -45,6 +49,23 @@ class RunOptions:
         self.keep_id = False
         self.container_id = os.urandom(32).hex()
         self.runroot = ""
+        # Set by the container lifecycle (image-based containers):
+        self.image_env: list[str] = []  # the image's Env, under -e/--env-file
+        self.pre_ops: list[MountOp] = []  # e.g. the overlay root, mounted before the root is built
+        self.state_dir: str | None = None  # where hosts/hostname/resolv.conf copies go (writable)
+
+    def to_dict(self) -> dict[str, object]:
+        keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
+                "read_only", "network", "interactive", "tty", "init", "keep_id", "image_env")
+        return {k: getattr(self, k) for k in keys}
+
+    @classmethod
+    def from_dict(cls, rootfs: str, d: dict[str, object]) -> RunOptions:
+        opts = cls(rootfs, list(d["argv"]))  # type: ignore[call-overload]
+        for k, v in d.items():
+            if k != "argv" and hasattr(opts, k):
+                setattr(opts, k, v)
+        return opts
 
 
 def parse_volume(spec: str) -> mounts.Volume:
@@ -83,7 +104,7 @@ def build_env(opts: RunOptions, user: users.User, hostname: str) -> list[str]:
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": user.home}
     if opts.tty:
         env["TERM"] = "xterm"
-    entries = [e for f in opts.env_files for e in read_env_file(f)] + opts.env
+    entries = list(opts.image_env) + [e for f in opts.env_files for e in read_env_file(f)] + opts.env
     for item in entries:
         key, eq, value = item.partition("=")
         if not key:
@@ -222,7 +243,11 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     hostname = opts.hostname or (os.uname().nodename if host_net else opts.container_id[:12])
     cfg = SpawnConfig(rootfs, opts.argv, build_env(opts, user, hostname))
     state_dir = ""
-    if host_net and hostname == os.uname().nodename:
+    if opts.state_dir:
+        # A persistent container gets its own writable copies, as with docker.
+        state_dir = opts.state_dir
+        etc_ops = mounts.etc_mounts(write_etc_files(state_dir, hostname, host_net))
+    elif host_net and hostname == os.uname().nodename:
         # The host's own files are right as they are: bind them read-only, write nothing.
         etc = {name: "/etc/" + name for name in ("hosts", "hostname", "resolv.conf")
                if os.path.exists("/etc/" + name)}
@@ -233,7 +258,8 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
         etc_ops = mounts.etc_mounts(write_etc_files(state_dir, hostname, host_net))
     pts_gid = 5 if mapping.maps_gid(5) and mapping.mode != "single" else None
     cfg.mounts = (
-        mounts.base_mounts(not host_net, pts_gid)
+        list(opts.pre_ops)
+        + mounts.base_mounts(not host_net, pts_gid)
         + etc_ops
         + mounts.volume_mounts(volumes)
         + mounts.tmpfs_mounts(opts.tmpfs)
@@ -301,7 +327,7 @@ def run(opts: RunOptions) -> int:
 
 
 def _remove_state(state_dir: str) -> None:
-    if not state_dir:
+    if not state_dir or not os.path.basename(state_dir).startswith("run-"):
         return
     for name in ("hosts", "hostname", "resolv.conf"):
         try:

@@ -1,6 +1,9 @@
-"""`rootless run`: run a command in a new container."""
+"""`rootless run` and `rootless create`: run a command in a new container."""
 
 from __future__ import annotations
+
+import os
+import sys
 
 from rootless.cli.args import FLAG, LIST, VALUE, Command, Opt, Parsed
 from rootless.errors import UsageError
@@ -8,71 +11,73 @@ from rootless.errors import UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.cli.main import Context
+    from rootless.runtime.runner import RunOptions
 
-COMMAND = Command(
-    "run",
-    "Run a command in a new container.",
-    "[OPTIONS] --rootfs DIR COMMAND [ARG...]",
-    [
-        Opt("--rootfs", VALUE, "use this directory as the container's root filesystem", metavar="DIR"),
-        Opt("--env,-e", LIST, "set an environment variable (KEY=VALUE, or KEY to copy it from here)",
-            metavar="KEY=VALUE"),
-        Opt("--env-file", LIST, "read environment variables from a file, one KEY=VALUE a line",
-            metavar="FILE"),
-        Opt("--workdir,-w", VALUE, "working directory inside the container (created if missing)",
-            metavar="DIR"),
-        Opt("--user,-u", VALUE, "run as this user: name or uid, with an optional :group or :gid",
-            metavar="USER[:GROUP]"),
-        Opt("--volume,-v", LIST, "bind-mount a host path; 'ro' makes it read-only",
-            metavar="SRC:DST[:ro]"),
-        Opt("--tmpfs", LIST, "mount a fresh tmpfs at this path", metavar="DST[:OPTIONS]"),
-        Opt("--hostname,-h", VALUE, "container host name (default: the host's with --network host)",
-            metavar="NAME"),
-        Opt("--read-only", FLAG, "mount the root filesystem read-only"),
-        Opt("--network,--net", VALUE, "host: share the host network (default); none: only loopback",
-            metavar="MODE", default="host", choices=("host", "none")),
-        Opt("--userns", VALUE, "keep-id: run as your own uid/gid inside the container", metavar="MODE",
-            choices=("keep-id", "auto", "")),
-        Opt("--entrypoint", VALUE, "run this program, with COMMAND as its arguments", metavar="CMD"),
-        Opt("--interactive,-i", FLAG, "keep stdin open and pass it to the container"),
-        Opt("--tty,-t", FLAG, "allocate a pseudo-terminal"),
-        Opt("--init", FLAG, "run a tiny init as PID 1 that reaps zombies and forwards signals"),
-        Opt("--rm", FLAG, "remove the container when it exits"),
-        Opt("--name", VALUE, "name of the container", metavar="NAME"),
-    ],
-    description="""\
+CONTAINER_OPTS = [
+    Opt("--rootfs", VALUE, "use this directory as the root filesystem instead of an image", metavar="DIR"),
+    Opt("--name", VALUE, "name of the container (default: a generated adjective_surname)", metavar="NAME"),
+    Opt("--env,-e", LIST, "set an environment variable (KEY=VALUE, or KEY to copy it from here)",
+        metavar="KEY=VALUE"),
+    Opt("--env-file", LIST, "read environment variables from a file, one KEY=VALUE a line", metavar="FILE"),
+    Opt("--workdir,-w", VALUE, "working directory inside the container (created if missing)", metavar="DIR"),
+    Opt("--user,-u", VALUE, "run as this user: name or uid, with an optional :group or :gid",
+        metavar="USER[:GROUP]"),
+    Opt("--volume,-v", LIST, "bind-mount a host path; 'ro' makes it read-only", metavar="SRC:DST[:ro]"),
+    Opt("--tmpfs", LIST, "mount a fresh tmpfs at this path", metavar="DST[:OPTIONS]"),
+    Opt("--hostname", VALUE, "container host name (default: the host's with --network host)", metavar="NAME"),
+    Opt("--read-only", FLAG, "mount the root filesystem read-only"),
+    Opt("--network,--net", VALUE, "host: share the host network (default); none: only loopback",
+        metavar="MODE", default="host", choices=("host", "none")),
+    Opt("--userns", VALUE, "keep-id: run as your own uid/gid inside the container", metavar="MODE",
+        choices=("keep-id", "auto", "")),
+    Opt("--entrypoint", VALUE, "override the image's entrypoint", metavar="CMD"),
+    Opt("--interactive,-i", FLAG, "keep stdin open and pass it to the container"),
+    Opt("--tty,-t", FLAG, "allocate a pseudo-terminal"),
+    Opt("--init", FLAG, "run a tiny init as PID 1 that reaps zombies and forwards signals"),
+    Opt("--pull", VALUE, "pull the image: missing (default), always or never", metavar="POLICY",
+        default="missing", choices=("missing", "always", "never")),
+    Opt("--platform", VALUE, "platform of the image to pull, e.g. linux/arm64", metavar="OS/ARCH"),
+    Opt("--tls-verify", FLAG, "verify the registry's TLS certificate (default true)", default=True),
+    Opt("--publish,-p", LIST, "ignored: containers share the host network", metavar="PORTS"),
+]
+
+RUN_OPTS = CONTAINER_OPTS + [
+    Opt("--detach,-d", FLAG, "run in the background and print the container id"),
+    Opt("--rm", FLAG, "remove the container when it exits"),
+]
+
+DESCRIPTION = """\
 The container gets new user, mount, pid, ipc and uts namespaces (and a network
 namespace with --network none). Ids are mapped automatically: with ranges in
 /etc/subuid and /etc/subgid (and newuidmap/newgidmap installed) container root is
 you and uids 1..N are your range; without them, one id (root, or --user's) is you.
+The root filesystem is an image (pulled if missing) seen through a copy-on-write
+overlay, or a directory given with --rootfs. `run --rm` in the foreground runs
+without a monitor process, the fastest path for batch jobs.
 Exit status: the command's own; 125 if rootless failed, 126 if the command cannot
-be executed, 127 if it was not found.""",
+be executed, 127 if it was not found."""
+
+COMMAND = Command(
+    "run",
+    "Run a command in a new container.",
+    "[OPTIONS] IMAGE|--rootfs DIR [COMMAND] [ARG...]",
+    RUN_OPTS,
+    description=DESCRIPTION,
     examples="""\
-  rootless run --rootfs ./rootfs sh -c 'id; hostname'
-  echo hi | rootless run -i --rootfs ./rootfs cat
-  rootless run -it --rootfs ./rootfs sh
-  rootless run -v $PWD:/data:ro -w /data --rootfs ./rootfs ls""",
+  rootless run --rm -it debian bash
+  rootless run -d --name web busybox httpd -f -p 8080
+  rootless run --rm --rootfs ./rootfs sh -c 'id; hostname'
+  echo hi | rootless run --rm -i --rootfs ./rootfs cat
+  rootless run --rm -v $PWD:/data:ro -w /data --rootfs ./rootfs ls""",
 )
-# -h is --hostname for run (as in docker); --help still works.
-COMMAND.by_name.pop("-h", None)
-for _o in COMMAND.opts:
-    if "-h" in _o.names:
-        _o.names.remove("-h")
 
 
-def main(ctx: Context, p: Parsed) -> int:
-    from rootless.runtime.runner import RunOptions, run
+def options_from(p: Parsed, argv: list[str], rootfs: str, ctx: Context) -> RunOptions:
+    from rootless.runtime.runner import RunOptions
 
-    rootfs = p.get("rootfs")
-    if not isinstance(rootfs, str) or not rootfs:
-        raise UsageError("run needs --rootfs DIR (running images comes with `rootless pull`)")
-    argv = list(p.args)
-    entrypoint = p.get("entrypoint")
-    if isinstance(entrypoint, str) and entrypoint:
-        argv = [entrypoint] + argv
     opts = RunOptions(rootfs, argv)
     opts.env = list(p.env)  # type: ignore[attr-defined]
-    opts.env_files = list(p.env_file)  # type: ignore[attr-defined]
+    opts.env_files = [os.path.abspath(f) for f in p.env_file]  # type: ignore[attr-defined]
     opts.workdir = p.workdir  # type: ignore[attr-defined]
     opts.user = p.user  # type: ignore[attr-defined]
     opts.volumes = list(p.volume)  # type: ignore[attr-defined]
@@ -87,4 +92,95 @@ def main(ctx: Context, p: Parsed) -> int:
     if opts.workdir is not None and not opts.workdir.startswith("/"):
         raise UsageError(f"the working directory {opts.workdir!r} must be an absolute path")
     opts.runroot = ctx.runroot
+    # validate volumes now: a bad spec fails at create, not at start
+    from rootless.runtime.runner import parse_volume
+
+    for v in opts.volumes:
+        parse_volume(v)
+    return opts
+
+
+def create_from_args(ctx: Context, p: Parsed) -> tuple[object, RunOptions]:
+    """Create (but do not start) the container these options describe."""
+    from rootless import log
+    from rootless.runtime.containers import ContainerStore
+    from rootless.runtime.create import apply_image_config, create_container
+
+    rootfs = p.get("rootfs")
+    args = list(p.args)
+    image = None
+    if isinstance(rootfs, str) and rootfs:
+        from rootless.runtime.runner import _check_rootfs
+
+        _check_rootfs(rootfs)
+    else:
+        if not args:
+            raise UsageError(f"'rootless {COMMAND.name}' requires an image (or --rootfs DIR)\n"
+                             f"See 'rootless {COMMAND.name} --help'.")
+        from rootless.runtime.imagesource import resolve
+
+        image = resolve(ctx, args.pop(0), str(p.pull), p.get("platform"),  # type: ignore[attr-defined]
+                        bool(p.tls_verify))  # type: ignore[attr-defined]
+        if image.exposed_ports:
+            log.info("ExposedPorts are ignored: containers share the host network")
+    if p.publish:  # type: ignore[attr-defined]
+        log.warning("-p/--publish is ignored: containers share the host network")
+    opts = options_from(p, [], rootfs if isinstance(rootfs, str) else "", ctx)
+    entrypoint = p.get("entrypoint")
+    apply_image_config(opts, image, entrypoint if isinstance(entrypoint, str) else None, args)
+    if not opts.argv:
+        raise UsageError("no command given: pass one after the image or --rootfs DIR")
+    store = ContainerStore(ctx.root, ctx.runroot)
+    name = p.get("name")
+    c = create_container(store, opts, name if isinstance(name, str) else None, image,
+                         rootfs if isinstance(rootfs, str) and rootfs else None)
+    return c, opts
+
+
+def _fast_run(ctx: Context, p: Parsed) -> int:
+    """`run --rm` in the foreground on a directory: no store, no monitor."""
+    from rootless.runtime.runner import run
+
+    argv = list(p.args)
+    entrypoint = p.get("entrypoint")
+    if isinstance(entrypoint, str) and entrypoint:
+        argv = [entrypoint] + argv
+    if not argv:
+        raise UsageError("no command given: pass one after the options (e.g. `sh`)")
+    opts = options_from(p, argv, str(p.rootfs), ctx)  # type: ignore[attr-defined]
     return run(opts)
+
+
+def main(ctx: Context, p: Parsed) -> int:
+    rootfs = p.get("rootfs")
+    if p.rm and not p.detach and isinstance(rootfs, str) and rootfs:  # type: ignore[attr-defined]
+        return _fast_run(ctx, p)
+    from rootless.runtime import lifecycle
+
+    c, opts = create_from_args(ctx, p)
+    on_exit = remove_command(ctx, c.id) if p.rm else None  # type: ignore[attr-defined, attr-defined]
+    if p.detach:  # type: ignore[attr-defined]
+        lifecycle.start(c, attach=False, on_exit=on_exit)  # type: ignore[arg-type]
+        sys.stdout.write(c.id + "\n")  # type: ignore[attr-defined]
+        return 0
+    return attach_started(c, opts.tty, opts.interactive, on_exit)
+
+
+def attach_started(c: object, tty: bool, interactive: bool, on_exit: list[str] | None = None) -> int:
+    """Start `c` attached to this terminal; return its exit status (or 0 on detach)."""
+    from rootless.runtime import lifecycle
+    from rootless.runtime.attach import Session
+
+    sock = lifecycle.start(c, attach=True, on_exit=on_exit)  # type: ignore[arg-type]
+    assert sock is not None
+    code = Session(sock, tty, interactive).run()
+    sock.close()
+    if code is None:
+        return 0
+    return code
+
+
+def remove_command(ctx: Context, cid: str) -> list[str]:
+    """What the monitor runs after the container exits, for --rm."""
+    return [sys.executable, "-m", "rootless", "--root", ctx.root, "--runroot", ctx.runroot,
+            "rm", "--force", cid]

@@ -1,0 +1,448 @@
+/* rootless-monitor: the small process that stays with a running container.
+ *
+ * The rootless CLI forks, starts the container (which becomes this process's
+ * child), and then execs this program, handing over the container's pid and its
+ * stdio fds. From then on the monitor
+ *   - copies the container's output to its log file (CRI "k8s-file" format) and to
+ *     every attached client,
+ *   - forwards attached clients' input and terminal resizes to the container,
+ *   - on exit, writes the exit status atomically to the exit files and tells the
+ *     clients,
+ * so that `attach`, `logs -f`, `wait` and exit codes work after the CLI is gone.
+ * It is a separate C program so that it costs about a megabyte, not a Python
+ * interpreter.
+ *
+ * Usage: rootless-monitor --pid N --socket-fd FD --log PATH --exit-file PATH
+ *          [--exit-file PATH] [--pty-fd FD | --stdin-fd FD --stdout-fd FD --stderr-fd FD]
+ *          [--client-fd FD] [--on-exit PROGRAM ARG...]
+ *
+ * --on-exit must come last: that command runs (and is waited for) after the exit
+ * status is written and before attached clients hear of the exit; `run --rm` uses
+ * it so the container is removed even when the CLI is gone.
+ *
+ * Wire protocol on the attach socket (both directions): frames of
+ *   1 byte type, 4 bytes big-endian payload length, payload.
+ * Client -> monitor: 'I' input bytes, 'E' end of input, 'W' resize (rows u16, cols u16).
+ * Monitor -> client: 'O' stdout bytes, 'R' stderr bytes, 'X' exit (int32 status).
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 32
+#define MAX_EXIT_FILES 4
+#define BUF 65536
+#define FRAME_HDR 5
+
+struct client {
+    int fd;
+    unsigned char in[BUF + FRAME_HDR];
+    size_t in_len;
+};
+
+struct stream {
+    int fd;                /* container output, -1 once closed */
+    char type;             /* 'O' or 'R' */
+    const char *name;      /* "stdout" / "stderr" */
+    char line[BUF];        /* pending partial line for the log */
+    size_t line_len;
+};
+
+static struct {
+    pid_t pid;
+    int listen_fd;
+    int log_fd;
+    int input_fd;          /* pty master or stdin pipe, -1 when none */
+    int is_tty;
+    const char *exit_files[MAX_EXIT_FILES];
+    int n_exit_files;
+    struct client clients[MAX_CLIENTS];
+    int n_clients;
+    struct stream streams[2];
+    int n_streams;
+    char **on_exit;
+} M;
+
+static int parse_int(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < -1 || v > 1 << 30)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+                if (poll(&pfd, 1, 1000) <= 0)
+                    return -1; /* a stuck client is dropped rather than blocking the container */
+                continue;
+            }
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void drop_client(int i)
+{
+    close(M.clients[i].fd);
+    M.clients[i] = M.clients[--M.n_clients];
+}
+
+static void send_frame(int i, char type, const void *data, uint32_t len)
+{
+    unsigned char hdr[FRAME_HDR] = {(unsigned char)type, (unsigned char)(len >> 24), (unsigned char)(len >> 16),
+                                    (unsigned char)(len >> 8), (unsigned char)len};
+    if (write_all(M.clients[i].fd, hdr, sizeof(hdr)) < 0 || write_all(M.clients[i].fd, data, len) < 0)
+        drop_client(i);
+}
+
+static void broadcast(char type, const void *data, uint32_t len)
+{
+    for (int i = M.n_clients - 1; i >= 0; i--)
+        send_frame(i, type, data, len);
+}
+
+static void timestamp(char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, cap - n, ".%09ldZ", ts.tv_nsec);
+}
+
+/* One CRI log record: "<time> <stream> <F|P> <text>\n". */
+static void log_record(struct stream *s, const char *text, size_t len, char tag)
+{
+    if (M.log_fd < 0)
+        return;
+    char hdr[96];
+    char ts[64];
+    timestamp(ts, sizeof(ts));
+    int n = snprintf(hdr, sizeof(hdr), "%s %s %c ", ts, s->name, tag);
+    if (write_all(M.log_fd, hdr, (size_t)n) < 0 || write_all(M.log_fd, text, len) < 0 ||
+        write_all(M.log_fd, "\n", 1) < 0) {
+        /* disk full: keep relaying to clients, stop logging */
+        close(M.log_fd);
+        M.log_fd = -1;
+    }
+}
+
+static void log_output(struct stream *s, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (c == '\n') {
+            size_t l = s->line_len;
+            if (M.is_tty && l > 0 && s->line[l - 1] == '\r')
+                l--;
+            log_record(s, s->line, l, 'F');
+            s->line_len = 0;
+            continue;
+        }
+        if (s->line_len == sizeof(s->line)) {
+            log_record(s, s->line, s->line_len, 'P');
+            s->line_len = 0;
+        }
+        s->line[s->line_len++] = c;
+    }
+}
+
+static void flush_partial(struct stream *s)
+{
+    if (s->line_len > 0) {
+        log_record(s, s->line, s->line_len, 'P');
+        s->line_len = 0;
+    }
+}
+
+/* Returns 0 at EOF/EIO (the stream is done). */
+static int pump_stream(struct stream *s)
+{
+    char buf[BUF];
+    ssize_t n = read(s->fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 1;
+    if (n <= 0) {
+        flush_partial(s);
+        return 0;
+    }
+    log_output(s, buf, (size_t)n);
+    broadcast(s->type, buf, (uint32_t)n);
+    return 1;
+}
+
+static void handle_frame(int i, char type, const unsigned char *p, uint32_t len)
+{
+    if (type == 'I' && M.input_fd >= 0) {
+        if (write_all(M.input_fd, p, len) < 0 && !M.is_tty) {
+            close(M.input_fd);
+            M.input_fd = -1;
+        }
+    } else if (type == 'E' && M.input_fd >= 0 && !M.is_tty) {
+        close(M.input_fd); /* the container sees EOF on stdin */
+        M.input_fd = -1;
+    } else if (type == 'W' && M.is_tty && len == 4) {
+        struct winsize ws;
+        memset(&ws, 0, sizeof(ws));
+        ws.ws_row = (unsigned short)((p[0] << 8) | p[1]);
+        ws.ws_col = (unsigned short)((p[2] << 8) | p[3]);
+        ioctl(M.input_fd, TIOCSWINSZ, &ws);
+    }
+    (void)i;
+}
+
+static void pump_client(int i)
+{
+    struct client *c = &M.clients[i];
+    ssize_t n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        drop_client(i);
+        return;
+    }
+    c->in_len += (size_t)n;
+    size_t off = 0;
+    while (c->in_len - off >= FRAME_HDR) {
+        const unsigned char *h = c->in + off;
+        uint32_t len = ((uint32_t)h[1] << 24) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 8) | h[4];
+        if (len > BUF) {
+            drop_client(i);
+            return;
+        }
+        if (c->in_len - off < FRAME_HDR + len)
+            break;
+        handle_frame(i, (char)h[0], h + FRAME_HDR, len);
+        off += FRAME_HDR + len;
+    }
+    memmove(c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
+}
+
+static void add_client(int fd)
+{
+    if (M.n_clients == MAX_CLIENTS) {
+        close(fd);
+        return;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    M.clients[M.n_clients].fd = fd;
+    M.clients[M.n_clients].in_len = 0;
+    M.n_clients++;
+}
+
+static void write_exit_files(int status)
+{
+    char text[96];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int n = snprintf(text, sizeof(text), "%d %lld.%09ld\n", status, (long long)ts.tv_sec, ts.tv_nsec);
+    for (int i = 0; i < M.n_exit_files; i++) {
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", M.exit_files[i]);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+            continue;
+        int ok = write_all(fd, text, (size_t)n) == 0 && fsync(fd) == 0;
+        close(fd);
+        if (ok)
+            rename(tmp, M.exit_files[i]);
+        else
+            unlink(tmp);
+    }
+}
+
+static int exit_code(int wstatus)
+{
+    if (WIFEXITED(wstatus))
+        return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus))
+        return 128 + WTERMSIG(wstatus);
+    return 255;
+}
+
+static int parse_args(int argc, char **argv, int *client_fd)
+{
+    int out_fd = -1, err_fd = -1, pty_fd = -1, in_fd = -1;
+    const char *log_path = NULL;
+    *client_fd = -1;
+    M.listen_fd = -1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (strcmp(k, "--on-exit") == 0) {
+            M.on_exit = &argv[i + 1];
+            break;
+        }
+        int *target = NULL;
+        if (strcmp(k, "--pid") == 0)
+            target = &M.pid;
+        else if (strcmp(k, "--socket-fd") == 0)
+            target = &M.listen_fd;
+        else if (strcmp(k, "--client-fd") == 0)
+            target = client_fd;
+        else if (strcmp(k, "--pty-fd") == 0)
+            target = &pty_fd;
+        else if (strcmp(k, "--stdin-fd") == 0)
+            target = &in_fd;
+        else if (strcmp(k, "--stdout-fd") == 0)
+            target = &out_fd;
+        else if (strcmp(k, "--stderr-fd") == 0)
+            target = &err_fd;
+        else if (strcmp(k, "--log") == 0)
+            log_path = v;
+        else if (strcmp(k, "--exit-file") == 0 && M.n_exit_files < MAX_EXIT_FILES)
+            M.exit_files[M.n_exit_files++] = v;
+        else
+            return -1;
+        if (target != NULL && parse_int(v, target) < 0)
+            return -1;
+    }
+    if (M.pid <= 0)
+        return -1;
+    M.log_fd = log_path ? open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
+    M.is_tty = pty_fd >= 0;
+    M.input_fd = M.is_tty ? pty_fd : in_fd;
+    if (M.is_tty) {
+        M.streams[M.n_streams++] = (struct stream){.fd = pty_fd, .type = 'O', .name = "stdout"};
+    } else {
+        if (out_fd >= 0)
+            M.streams[M.n_streams++] = (struct stream){.fd = out_fd, .type = 'O', .name = "stdout"};
+        if (err_fd >= 0)
+            M.streams[M.n_streams++] = (struct stream){.fd = err_fd, .type = 'R', .name = "stderr"};
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int client_fd;
+    if (parse_args(argc, argv, &client_fd) < 0) {
+        fprintf(stderr, "rootless-monitor: bad arguments (this program is started by rootless)\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (chdir("/") < 0) {
+        /* not fatal */
+    }
+    if (client_fd >= 0)
+        add_client(client_fd);
+    int status = -1, exited = 0;
+    for (;;) {
+        /* A SIGCHLD that came before signalfd existed is lost: ask directly too. */
+        if (!exited) {
+            int w;
+            if (waitpid(M.pid, &w, WNOHANG) == M.pid) {
+                status = exit_code(w);
+                exited = 1;
+            }
+        }
+        struct pollfd fds[3 + MAX_CLIENTS + 2];
+        int n = 0;
+        fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        fds[n++] = (struct pollfd){.fd = M.listen_fd, .events = POLLIN};
+        int stream_base = n;
+        for (int i = 0; i < M.n_streams; i++)
+            fds[n++] = (struct pollfd){.fd = M.streams[i].fd, .events = POLLIN};
+        int client_base = n;
+        for (int i = 0; i < M.n_clients; i++)
+            fds[n++] = (struct pollfd){.fd = M.clients[i].fd, .events = POLLIN};
+        int open_streams = 0;
+        for (int i = 0; i < M.n_streams; i++)
+            open_streams += M.streams[i].fd >= 0;
+        if (exited && open_streams == 0)
+            break;
+        /* After the container exited, drain what is left without waiting forever. */
+        int rc = poll(fds, (nfds_t)n, exited ? 200 : -1);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (rc == 0 && exited)
+            break;
+        if (fds[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == sizeof(si))
+                ;
+            int w;
+            pid_t p;
+            while ((p = waitpid(-1, &w, WNOHANG)) > 0)
+                if (p == M.pid) {
+                    status = exit_code(w);
+                    exited = 1;
+                }
+        }
+        if (fds[1].revents & POLLIN) {
+            int c = accept4(M.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (c >= 0)
+                add_client(c);
+        }
+        for (int i = 0; i < M.n_streams; i++) {
+            struct stream *s = &M.streams[i];
+            if (s->fd >= 0 && (fds[stream_base + i].revents & (POLLIN | POLLHUP | POLLERR)) && !pump_stream(s)) {
+                if (!(M.is_tty && s->fd == M.input_fd))
+                    close(s->fd);
+                s->fd = -1;
+            }
+        }
+        for (int i = M.n_clients - 1; i >= 0; i--)
+            if (client_base + i < n && (fds[client_base + i].revents & (POLLIN | POLLHUP | POLLERR)))
+                pump_client(i);
+    }
+    if (!exited) {
+        int w;
+        if (waitpid(M.pid, &w, 0) == M.pid)
+            status = exit_code(w);
+    }
+    for (int i = 0; i < M.n_streams; i++)
+        flush_partial(&M.streams[i]);
+    write_exit_files(status);
+    if (M.on_exit != NULL) {
+        pid_t p = fork();
+        if (p == 0) {
+            sigprocmask(SIG_UNBLOCK, &set, NULL);
+            execv(M.on_exit[0], M.on_exit);
+            _exit(127);
+        }
+        int w;
+        while (p > 0 && waitpid(p, &w, 0) < 0 && errno == EINTR)
+            ;
+    }
+    unsigned char code[4] = {(unsigned char)(status >> 24), (unsigned char)(status >> 16),
+                             (unsigned char)(status >> 8), (unsigned char)status};
+    broadcast('X', code, 4);
+    for (int i = M.n_clients - 1; i >= 0; i--)
+        drop_client(i);
+    return 0;
+}

@@ -1,0 +1,156 @@
+"""Containers as persistent objects in the store.
+
+    <root>/containers/<id>/config.json   what to run (written once at create; name may change)
+    <root>/containers/<id>/upper/ work/  the overlay's writable layer
+    <root>/containers/<id>/rootfs/       the private copy (vfs driver)
+    <root>/containers/<id>/exit          last exit status (survives reboots)
+    <root>/containers/<id>/lock          per-container lock for lifecycle changes
+    <runroot>/containers/<id>/state.json pid + start time, monitor pid (volatile)
+    <runroot>/containers/<id>/exit       exit status written by the monitor
+    <runroot>/containers/<id>/attach.sock, ctr.log
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from rootless.errors import ContainerError, UsageError
+from rootless.runtime import names, state
+
+
+class NoSuchContainer(ContainerError):
+    pass
+
+
+class Container:
+    """One container: its immutable config plus where its files are."""
+
+    def __init__(self, store: ContainerStore, cid: str, config: dict[str, object]) -> None:
+        self.store = store
+        self.id = cid
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    @property
+    def dir(self) -> str:
+        return os.path.join(self.store.root_dir, self.id)
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.store.run_dir, self.id)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def run_path(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+    @property
+    def log_path(self) -> str:
+        return self.path("ctr.log")
+
+    def status(self) -> state.Status:
+        return state.compute(self.run_path("state.json"), [self.run_path("exit"), self.path("exit")])
+
+    def save_config(self) -> None:
+        state.atomic_write_json(self.path("config.json"), self.config)
+
+    def lock(self, timeout: float = 30.0) -> Lock:
+        return Lock(self.path("lock"), timeout)
+
+
+class Lock:
+    """An exclusive flock held for a with-block."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self) -> Lock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise ContainerError(f"timed out waiting for the lock {self.path}",
+                                         hint="another rootless command is working on this container") from None
+                time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+class ContainerStore:
+    """All containers of one store/runroot pair."""
+
+    def __init__(self, root: str, runroot: str) -> None:
+        self.root_dir = os.path.join(root, "containers")
+        self.run_dir = os.path.join(runroot, "containers")
+
+    def ids(self) -> list[str]:
+        try:
+            entries = os.listdir(self.root_dir)
+        except FileNotFoundError:
+            return []
+        return [e for e in entries if len(e) == 64 and os.path.exists(os.path.join(self.root_dir, e, "config.json"))]
+
+    def load(self, cid: str) -> Container | None:
+        cfg = state.read_json(os.path.join(self.root_dir, cid, "config.json"))
+        return Container(self, cid, cfg) if cfg is not None else None
+
+    def all(self) -> list[Container]:
+        out = [c for c in (self.load(i) for i in self.ids()) if c is not None]
+        out.sort(key=lambda c: float(c.config.get("created", 0)), reverse=True)  # type: ignore[arg-type]
+        return out
+
+    def get(self, ref: str) -> Container:
+        """By full id, unique id prefix, or name (like docker)."""
+        containers = self.all()
+        for c in containers:
+            if c.id == ref or c.name == ref or c.name == ref.lstrip("/"):
+                return c
+        matches = [c for c in containers if len(ref) >= 1 and c.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError(f"multiple containers match {ref!r}: use more of the id")
+        raise NoSuchContainer(f"no such container: {ref}")
+
+    def create(self, name: str | None, config: dict[str, object]) -> Container:
+        os.makedirs(self.root_dir, mode=0o700, exist_ok=True)
+        taken = {c.name for c in self.all()}
+        if name is not None:
+            if not names.valid(name):
+                raise UsageError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            if name in taken:
+                other = next(c for c in self.all() if c.name == name)
+                raise ContainerError(
+                    f'the container name "{name}" is already in use by container {other.id[:12]}',
+                    hint="remove or rename that container, or choose another name")
+        cid = os.urandom(32).hex()
+        config = dict(config, id=cid, name=name or names.generate(taken), created=time.time())
+        d = os.path.join(self.root_dir, cid)
+        os.mkdir(d, 0o700)
+        c = Container(self, cid, config)
+        c.save_config()
+        return c
+
+    def ensure_run_dir(self, c: Container) -> str:
+        from rootless.paths import ensure_private_dir
+
+        ensure_private_dir(os.path.dirname(self.run_dir))
+        os.makedirs(c.run_dir, mode=0o700, exist_ok=True)
+        return c.run_dir
+
+    def users_of_image(self, image_id: str) -> list[Container]:
+        return [c for c in self.all() if c.config.get("image_id") == image_id]

@@ -1,0 +1,271 @@
+"""Container lifecycle: start (under a monitor), stop, kill, remove, wait.
+
+start: this process double-forks. The grandchild clones the container (which
+waits), writes its id maps, optionally accepts the first attach client, lets the
+container exec, records state.json, and then execs rootless-monitor, which
+inherits the container as its child together with its stdio. The CLI can exit
+at any time afterwards; the container and its monitor carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+from rootless import log
+from rootless.errors import ContainerError, RootlessError
+from rootless.runtime import state
+from rootless.runtime.containers import Container
+
+SOCKET_DIR = "s"
+
+
+def socket_path(c: Container) -> str:
+    # sun_path holds 108 bytes: keep it short and out of the long per-container path.
+    return os.path.join(os.path.dirname(c.store.run_dir), SOCKET_DIR, c.id[:16])
+
+
+def _rootfs_and_ops(c: Container) -> tuple[str, list[object]]:
+    from rootless.native.spawn import OP_OVERLAY, MountOp
+
+    mode = str(c.config.get("rootfs_mode", "rootfs"))
+    if mode == "rootfs":
+        return str(c.config["rootfs"]), []
+    if mode == "vfs":
+        return c.path("rootfs"), []
+    layers_dir = str(c.config["layers_dir"])
+    lower = ":".join(reversed([str(x) for x in c.config["lower"]]))  # type: ignore[union-attr]
+    data = f"lowerdir={lower},upperdir={c.path('upper')},workdir={c.path('work')},userxattr"
+    if len(data) > 4000:
+        raise ContainerError("too many layers for one overlay mount", hint="flatten the image")
+    merged = c.path("merged")
+    return merged, [MountOp(OP_OVERLAY, merged, source=layers_dir, data=data)]
+
+
+def run_options(c: Container) -> object:
+    from rootless.runtime.runner import RunOptions
+
+    rootfs, ops = _rootfs_and_ops(c)
+    opts = RunOptions.from_dict(rootfs, c.config["run"])  # type: ignore[arg-type]
+    opts.pre_ops = ops  # type: ignore[assignment]
+    opts.container_id = c.id
+    return opts
+
+
+def _report(fd: int, obj: dict[str, object]) -> None:
+    os.write(fd, (json.dumps(obj) + "\n").encode())
+
+
+def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bool, report_fd: int,
+                   on_exit: list[str]) -> None:
+    """In the double-forked grandchild: start the container, then become the monitor."""
+    from rootless.libexec import MONITOR
+    from rootless.native import NativeError
+    from rootless.native import spawn as native_spawn
+    from rootless.runtime import idmap, runner
+
+    os.setsid()
+    try:
+        cfg, mapping, _ = runner.prepare(opts)  # type: ignore[arg-type]
+        tty = bool(c.config["run"]["tty"])  # type: ignore[index]
+        interactive = bool(c.config["run"]["interactive"])  # type: ignore[index]
+        child_ends: list[int] = []
+        mon_args: list[str] = []
+        if not tty:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            if interactive:
+                in_r, in_w = os.pipe()
+            else:
+                in_r, in_w = os.open("/dev/null", os.O_RDONLY), -1
+            cfg.stdio = (in_r, out_w, err_w)  # type: ignore[attr-defined]
+            child_ends = [in_r, out_w, err_w]
+            mon_args += ["--stdout-fd", str(out_r), "--stderr-fd", str(err_r)]
+            if in_w >= 0:
+                mon_args += ["--stdin-fd", str(in_w)]
+        child = native_spawn.spawn(cfg)  # type: ignore[arg-type]
+        try:
+            idmap.apply(mapping, child.pid)
+            client = None
+            if attach:
+                listen.settimeout(30)
+                client, _ = listen.accept()
+            child.resume()
+        except BaseException:
+            child.abort()
+            os.waitpid(child.pid, 0)
+            raise
+        for fd in child_ends:
+            os.close(fd)
+        if tty:
+            mon_args += ["--pty-fd", str(child.pty_fd)]
+        start = state.pid_start_time(child.pid)
+        state.atomic_write_json(c.run_path("state.json"), {
+            "pid": child.pid, "pid_start": start, "monitor_pid": os.getpid(), "started_at": time.time(),
+        })
+        for p in (c.run_path("exit"),):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        argv = [MONITOR, "--pid", str(child.pid), "--socket-fd", str(listen.fileno()),
+                "--log", c.log_path, "--exit-file", c.run_path("exit"), "--exit-file", c.path("exit")]
+        argv += mon_args
+        if client is not None:
+            argv += ["--client-fd", str(client.fileno())]
+            os.set_inheritable(client.fileno(), True)
+        if on_exit:
+            argv += ["--on-exit", *on_exit]
+        for a in argv[1:]:
+            if a.isdigit() and a != str(child.pid):
+                try:
+                    os.set_inheritable(int(a), True)
+                except OSError:
+                    pass
+        _report(report_fd, {"ok": True, "pid": child.pid})
+        os.close(report_fd)
+        null = os.open("/dev/null", os.O_RDWR)
+        for i in (0, 1, 2):
+            os.dup2(null, i)
+        os.execv(MONITOR, argv)
+    except NativeError as exc:
+        err = runner.native_to_user_error(exc, str(c.config["run"]["argv"][0]))  # type: ignore[index]
+        _report(report_fd, {"error": err.message, "hint": err.hint, "code": err.exit_code})
+    except RootlessError as exc:
+        _report(report_fd, {"error": exc.message, "hint": exc.hint, "code": exc.exit_code})
+    except BaseException as exc:  # noqa: BLE001 - reported to the CLI as one line
+        _report(report_fd, {"error": f"cannot start the container: {exc}", "code": 125})
+    os._exit(125)
+
+
+def start(c: Container, attach: bool = False, on_exit: list[str] | None = None) -> socket.socket | None:
+    """Start `c` under a monitor. With attach, return a socket already attached to it
+    (connected before the container runs, so no output is missed)."""
+    if c.status().running:
+        raise ContainerError(f"container {c.name} is already running")
+    c.store.ensure_run_dir(c)
+    if c.config.get("rootfs_mode") == "overlay":
+        for d in ("upper", "work", "merged"):
+            os.makedirs(c.path(d), mode=0o755, exist_ok=True)
+    opts = run_options(c)
+    opts.runroot = os.path.dirname(c.store.run_dir)  # type: ignore[attr-defined]
+    opts.state_dir = c.run_dir  # type: ignore[attr-defined]
+    sock_path = socket_path(c)
+    os.makedirs(os.path.dirname(sock_path), mode=0o700, exist_ok=True)
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listen.bind(sock_path)
+    listen.listen(16)
+    client = None
+    if attach:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(sock_path)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            if client is not None:
+                client.close()
+            if os.fork() == 0:
+                _monitor_child(c, opts, listen, attach, w, on_exit or [])
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(125)
+    os.close(w)
+    listen.close()
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as f:
+        line = f.readline()
+    try:
+        result = json.loads(line) if line else {"error": "the container monitor died while starting", "code": 125}
+    except ValueError:
+        result = {"error": "the container monitor sent garbage", "code": 125}
+    if "error" in result:
+        if client is not None:
+            client.close()
+        exc = RootlessError(str(result["error"]), hint=result.get("hint") or None)
+        exc.exit_code = int(result.get("code", 125))
+        raise exc
+    log.debug(f"container {c.id[:12]} started, pid {result['pid']}")
+    return client
+
+
+def signal_container(c: Container, sig: int) -> None:
+    st = c.status()
+    if not st.running:
+        raise ContainerError(f"container {c.name} is not running")
+    try:
+        os.kill(st.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_stopped(c: Container, timeout: float | None = None) -> state.Status:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        st = c.status()
+        if not st.running:
+            # the monitor writes the exit file right after the process is reaped
+            if st.exit_code is not None or st.state == "created":
+                return st
+        if deadline is not None and time.monotonic() > deadline:
+            return st
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def stop(c: Container, timeout: float = 10.0) -> None:
+    """SIGTERM (or the image's StopSignal), then SIGKILL after `timeout` seconds."""
+    st = c.status()
+    if not st.running:
+        return
+    sig = int(c.config.get("stop_signal", signal.SIGTERM))  # type: ignore[call-overload]
+    try:
+        os.kill(st.pid, sig)
+    except ProcessLookupError:
+        return
+    if wait_stopped(c, timeout).running:
+        try:
+            os.kill(st.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_stopped(c, 10.0)
+
+
+def remove(c: Container, force: bool = False) -> None:
+    """Delete the container (refuses a running one unless force)."""
+    import shutil
+
+    with c.lock():
+        if c.status().running:
+            if not force:
+                raise ContainerError(
+                    f"cannot remove container {c.name}: it is running",
+                    hint="stop it first, or use rm -f")
+            st = c.status()
+            try:
+                os.kill(st.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_stopped(c, 10.0)
+        remove_tree(c.dir, str(c.config.get("idmap_mode", "")))
+        shutil.rmtree(c.run_dir, ignore_errors=True)
+        try:
+            os.unlink(socket_path(c))
+        except FileNotFoundError:
+            pass
+
+
+def remove_tree(path: str, idmap_mode: str) -> None:
+    """Delete a container's directory; files owned by subordinate ids need the user namespace."""
+    from rootless.store.ownership import Ownership
+
+    Ownership.detect().rmtree(path)
