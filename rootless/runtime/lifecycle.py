@@ -144,6 +144,11 @@ def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bo
 def start(c: Container, attach: bool = False, on_exit: list[str] | None = None) -> socket.socket | None:
     """Start `c` under a monitor. With attach, return a socket already attached to it
     (connected before the container runs, so no output is missed)."""
+    with c.lock():
+        return _start_locked(c, attach, on_exit)
+
+
+def _start_locked(c: Container, attach: bool, on_exit: list[str] | None) -> socket.socket | None:
     if c.status().running:
         raise ContainerError(f"container {c.name} is already running")
     c.store.ensure_run_dir(c)

@@ -1,0 +1,237 @@
+"""Persistent containers from images: the docker lifecycle, as every identity.
+
+The image is built by the tests (busybox-static rootfs + a second layer) and
+served by a real docker-registry; containers run on a kernel overlayfs in the
+user namespace, under rootless-monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
+
+pytestmark = pytest.mark.needs_userns
+
+
+@pytest.fixture(scope="session")
+def image(registry, busybox_rootfs, tmp_path_factory):
+    """A two-layer busybox image in the test registry; returns its reference."""
+    layout = Layout(tmp_path_factory.mktemp("ctr-image"))
+    base = gnu_tar_layer(busybox_rootfs)
+    top = layer_tar([TarEntry("etc/motd", data=b"layer two\n"), TarEntry("srv", kind="dir")])
+    img = layout.image([(base, "gzip"), (top, "gzip")], cmd=["/bin/sh"])
+    layout.tag("latest", img.manifest)
+    ref = registry.ref("test/ctr-busybox")
+    push(layout, "latest", ref)
+    return ref
+
+
+def ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return proc.stdout
+
+
+def test_run_image_pulls_and_runs(cli, image):
+    proc = cli.run("run", "--rm", image, "cat", "/etc/motd")
+    assert ok(proc) == "layer two\n"
+    assert "Unable to find image" in proc.stderr
+    assert ok(cli.run("ps", "-aq")) == ""  # --rm removed it
+
+
+def test_run_image_default_cmd_and_exit_code(cli, image):
+    proc = cli.run("run", "-i", image, input="echo hi; exit 7\n")
+    assert proc.returncode == 7 and proc.stdout == "hi\n"
+    out = ok(cli.run("ps", "-a", "--format", "{{.Names}}|{{.Status}}|{{.Image}}"))
+    name, status, img = out.strip().split("|")
+    assert re.fullmatch(r"[a-z]+_[a-z]+\d*", name)
+    assert status.startswith("Exited (7)")
+    assert img.endswith("test/ctr-busybox:latest")
+
+
+def test_ps_columns_and_filters(cli, image):
+    ok(cli.run("run", "--name", "one", image, "true"))
+    cid = ok(cli.run("run", "-d", "--name", "two", image, "sleep", "30")).strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    out = ok(cli.run("ps"))
+    header = out.splitlines()[0]
+    for col in ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"):
+        assert col in header
+    assert "two" in out and "one" not in out and "Up " in out
+    assert "one" in ok(cli.run("ps", "-a"))
+    assert ok(cli.run("ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}")).split() == ["one"]
+    assert ok(cli.run("ps", "-q", "--no-trunc")).strip() == cid
+    data = json.loads(ok(cli.run("ps", "-a", "--format", "json")))
+    assert {d["Names"] for d in data} == {"one", "two"}
+    ok(cli.run("rm", "-f", "two"))
+
+
+def test_names_are_unique(cli, image):
+    ok(cli.run("create", "--name", "dup", image, "true"))
+    proc = cli.run("create", "--name", "dup", image, "true")
+    assert proc.returncode == 125 and "already in use" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_detached_logs_stop_start_restart_keep_changes(cli, image):
+    script = "cat /state 2>/dev/null; echo run >> /state; echo started; sleep 60"
+    ok(cli.run("run", "-d", "--name", "svc", image, "sh", "-c", script))
+    _wait_log(cli, "svc", "started")
+    assert ok(cli.run("logs", "svc")) == "started\n"
+    t0 = time.monotonic()
+    ok(cli.run("stop", "-t", "1", "svc"))  # sh as PID 1 ignores SIGTERM: killed after 1 s
+    assert time.monotonic() - t0 < 8
+    assert "Exited (137)" in ok(cli.run("ps", "-a", "--format", "{{.Status}}"))
+    ok(cli.run("start", "svc"))
+    _wait_log(cli, "svc", "run\nstarted", count=2)
+    ok(cli.run("restart", "-t", "0", "svc"))
+    _wait_log(cli, "svc", "run\nrun\nstarted", count=3)
+    out = ok(cli.run("logs", "--tail", "3", "svc"))
+    assert out == "run\nrun\nstarted\n"
+    stamped = ok(cli.run("logs", "-t", "--tail", "1", "svc"))
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z started\n", stamped)
+    ok(cli.run("kill", "svc"))
+    assert ok(cli.run("wait", "svc")).strip() == "137"
+
+
+def _wait_log(cli, name, text, count=1, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = cli.run("logs", name).stdout
+        if out.count("started") >= count and text in out:
+            return out
+        time.sleep(0.05)
+    raise AssertionError(f"log of {name} never showed {text!r}: {out!r}")
+
+
+def test_logs_follow_and_stderr(cli, image):
+    ok(cli.run("run", "-d", "--name", "f", image, "sh", "-c", "echo out; echo err >&2; sleep 0.5; echo end"))
+    proc = cli.run("logs", "-f", "f", timeout=30)
+    assert proc.stdout == "out\nend\n" and proc.stderr == "err\n"
+
+
+def test_rm_refuses_running_and_run_rm(cli, image):
+    ok(cli.run("run", "-d", "--name", "busy", image, "sleep", "60"))
+    proc = cli.run("rm", "busy")
+    assert proc.returncode == 125 and "running" in proc.stderr
+    ok(cli.run("rm", "-f", "busy"))
+    assert ok(cli.run("ps", "-aq")) == ""
+    ok(cli.run("run", "--rm", "-d", "--name", "gone", image, "true"))
+    deadline = time.monotonic() + 20
+    while ok(cli.run("ps", "-aq")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ok(cli.run("ps", "-aq")) == ""
+
+
+def test_rm_removes_files(cli, image):
+    cid = ok(cli.run("run", image, "sh", "-c", "mkdir -p /a/b && echo x > /a/b/f && chmod 700 /a")).strip()
+    cid = ok(cli.run("ps", "-aq", "--no-trunc")).strip()
+    cdir = os.path.join(cli.store, "containers", cid)
+    assert os.path.isdir(os.path.join(cdir, "upper", "a"))
+    ok(cli.run("rm", cid[:12]))
+    assert not os.path.exists(cdir)
+
+
+def test_inspect(cli, image):
+    ok(cli.run("run", "--name", "ins", "-e", "X=1", image, "true"))
+    data = json.loads(ok(cli.run("inspect", "ins")))[0]
+    assert data["Name"] == "/ins"
+    assert data["State"]["Status"] == "exited" and data["State"]["ExitCode"] == 0
+    assert data["Config"]["Cmd"] == ["true"] and "X=1" in data["Config"]["Env"]
+    g = data["GraphDriver"]["Data"]
+    assert g["UpperDir"].endswith("/upper") and len(g["LowerDir"].split(":")) == 2
+    assert ok(cli.run("inspect", "-f", "{{.State.Status}}", "ins")).strip() == "exited"
+    ok(cli.run("rename", "ins", "renamed"))
+    assert ok(cli.run("inspect", "-f", "{{.Name}}", "renamed")).strip() == "/renamed"
+    proc = cli.run("inspect", "nope-nothing")
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1
+
+
+def test_killed_monitor_never_shows_up(cli, image):
+    ok(cli.run("run", "-d", "--name", "m", image, "sleep", "60"))
+    state = json.loads(open(os.path.join(cli.runroot, "containers",
+                                         _id(cli, "m"), "state.json")).read())
+    os.kill(state["monitor_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while "Up" in ok(cli.run("ps", "-a", "--format", "{{.Status}}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ok(cli.run("ps", "-a", "--format", "{{.Status}}")).startswith("Exited")
+
+
+def test_reboot_simulated_by_clearing_runroot(cli, image):
+    import shutil
+
+    ok(cli.run("run", "-d", "--name", "r", image, "sleep", "60"))
+    cid = _id(cli, "r")
+    st = json.loads(open(os.path.join(cli.runroot, "containers", cid, "state.json")).read())
+    os.kill(st["monitor_pid"], signal.SIGKILL)
+    os.kill(st["pid"], signal.SIGKILL) if _alive(st["pid"]) else None
+    shutil.rmtree(os.path.join(cli.runroot, "containers"))
+    status = ok(cli.run("ps", "-a", "--format", "{{.Status}}")).strip()
+    assert status.startswith("Exited") or status == "Created"
+    ok(cli.run("start", "r"))  # usable again after the "reboot"
+    assert "Up" in ok(cli.run("ps", "--format", "{{.Status}}"))
+    ok(cli.run("rm", "-f", "r"))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _id(cli, name):
+    return ok(cli.run("inspect", "-f", "{{.Id}}", name)).strip()
+
+
+def test_two_clis_racing_on_one_container(cli, image):
+    ok(cli.run("create", "--name", "race", image, "sleep", "30"))
+    procs = [cli.popen("start", "race", stdout=-1, stderr=-1, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=60) + (p.returncode,) for p in procs]
+    assert sorted(r[2] for r in results) in ([0, 0], [0, 125])
+    out = ok(cli.run("ps", "--format", "{{.Names}}"))
+    assert out.split() == ["race"]
+    pids = ok(cli.run("inspect", "-f", "{{.State.Pid}}", "race")).split()
+    assert len(pids) == 1 and int(pids[0]) > 0
+    ok(cli.run("rm", "-f", "race"))
+
+
+def test_start_ai_and_attach(cli, image, pty_run):
+    out, status = pty_run(cli.argv("run", "-it", "--name", "shell", image, "sh"), cli.environ(),
+                          [(r"# ", "echo hello > /greeting\r"), (r"# ", "exit 4\r")],
+                          owner=(cli.uid, cli.gid))
+    assert status == 4, out
+    assert ok(cli.run("ps", "-a", "--format", "{{.Status}}")).startswith("Exited (4)")
+    out, status = pty_run(cli.argv("start", "-ai", "shell"), cli.environ(),
+                          [(r"# ", "cat /greeting\r"), (r"hello", "exit 0\r")], owner=(cli.uid, cli.gid))
+    assert status == 0 and "hello" in out, out
+    ok(cli.run("start", "shell"))
+    out, status = pty_run(cli.argv("attach", "shell"), cli.environ(),
+                          [(None, "\r"), (r"# ", "echo attached\r"), (r"attached", "\x10\x11")],
+                          owner=(cli.uid, cli.gid))
+    assert status == 0, out
+    assert "Up" in ok(cli.run("ps", "--format", "{{.Status}}"))  # detaching left it running
+    ok(cli.run("rm", "-f", "shell"))
+
+
+def test_bad_input_is_one_line(cli, image):
+    for args in (["run", "UPPER/case"], ["start", "nosuch"], ["stop", "nosuch"], ["logs", "nosuch"],
+                 ["run", "--pull=never", "not/pulled:x", "true"], ["kill", "-s", "BOGUS", "x"]):
+        proc = cli.run(*args)
+        assert proc.returncode == 125, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def test_container_prune(cli, image):
+    ok(cli.run("run", image, "true"))
+    ok(cli.run("run", "-d", image, "sleep", "30"))
+    out = ok(cli.run("container", "prune", "-f"))
+    assert "Total removed containers: 1" in out
+    assert len(ok(cli.run("ps", "-aq")).split()) == 1
+    ok(cli.run("rm", "-f", ok(cli.run("ps", "-q")).strip()))
