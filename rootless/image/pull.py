@@ -22,7 +22,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from rootless.errors import (
     DigestMismatchError,
@@ -80,7 +80,7 @@ class PullOptions:
     """How to pull: platform ("os/arch[/variant]", default the host's), TLS
     verification (None: the registry's default), parallel layers, progress."""
 
-    __slots__ = ("platform", "tls_verify", "jobs", "progress", "timeout")
+    __slots__ = ("jobs", "platform", "progress", "timeout", "tls_verify")
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class PullResult:
     """What a pull stored: the image, the name it got (None for a digest
     pull), and whether any layer had to be fetched."""
 
-    __slots__ = ("image", "name", "downloaded")
+    __slots__ = ("downloaded", "image", "name")
 
     def __init__(self, image: ImageRecord, name: str | None, downloaded: bool) -> None:
         self.image = image
@@ -121,9 +121,10 @@ class _Inflater:
 
     def __init__(self, media_type: str) -> None:
         self.kind = _kind(media_type)
-        self._obj: object | None = None
-        self._new: object = None
+        self._obj: Any = None
+        self._new: Any = None
         if self.kind == "gzip":
+            zmod: Any
             try:
                 from isal import isal_zlib as zmod
             except ImportError:  # pragma: no cover - isal is a dependency
@@ -149,10 +150,10 @@ class _Inflater:
             if self._obj is None or getattr(self._obj, "eof", False):
                 if self._obj is not None and not data.strip(b"\0"):
                     break  # zero padding after the last member
-                self._obj = self._new()  # type: ignore[operator]
+                self._obj = self._new()
             obj = self._obj
-            out.append(obj.decompress(data))  # type: ignore[attr-defined]
-            data = obj.unused_data if getattr(obj, "eof", False) else b""  # type: ignore[attr-defined]
+            out.append(obj.decompress(data))
+            data = obj.unused_data if getattr(obj, "eof", False) else b""
         self.ended = self._obj is not None and bool(getattr(self._obj, "eof", False))
         return b"".join(out) if len(out) != 1 else out[0]
 
@@ -206,7 +207,7 @@ class _LayerStream:
             self._report()
             try:
                 out = self.inflater.feed(chunk)
-            except Exception as exc:  # noqa: BLE001 - zlib/isal/zstd errors differ
+            except Exception as exc:
                 raise self._corrupt(exc) from exc
             if out:
                 self.diff_hash.update(out)
@@ -443,7 +444,9 @@ def _pull(store: Store, ref: Reference, options: PullOptions) -> PullResult:
     transport = _transport()
     with (
         contextlib.closing(transport),
-        RegistryClient.for_reference(ref, transport=transport, **_client_options(options)) as client,
+        RegistryClient.for_reference(
+            ref, transport=transport, **_client_options(options)
+        ) as client,
     ):
         manifest, manifest_bytes, digest, top_digest = _resolve_manifest(client, ref, options)
         config, config_bytes = _config(store, client, ref, manifest)

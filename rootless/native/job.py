@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from rootless.native import ffi, lib, raise_native_error
-from rootless.native.untar import CHUNK, IdMap, UntarStats, _F_SETPIPE_SZ, _Feeder, _flags, _idmap
+from rootless.native.untar import _F_SETPIPE_SZ, CHUNK, IdMap, UntarStats, _Feeder, _flags, _idmap
 
 WriteMaps = Callable[[int], None]
 
@@ -51,7 +51,9 @@ def _finish(pid: int, sync: int) -> UntarStats:
     )
 
 
-def _run(job: object, write_maps: WriteMaps | None, close_after_start: list[int]) -> tuple[int, int]:
+def _run(
+    job: object, write_maps: WriteMaps | None, close_after_start: list[int]
+) -> tuple[int, int]:
     """Start the child, close the parent's copies of its fds, write its maps."""
     try:
         pid, sync = _start(job)

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Self
 
 from rootless.errors import DigestMismatchError, StoreError
 from rootless.paths import StorePaths
@@ -80,7 +81,7 @@ class BlobWriter:
             except OSError:
                 pass
 
-    def __enter__(self) -> BlobWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

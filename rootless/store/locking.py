@@ -12,6 +12,7 @@ import fcntl
 import os
 import time
 from types import TracebackType
+from typing import Self
 
 from rootless.errors import LockTimeoutError, StoreError
 
@@ -64,8 +65,9 @@ class FileLock:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> FileLock:
-        return self.acquire()
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
 
     def __exit__(
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None

@@ -1,12 +1,12 @@
 """How unpacked files get their owners, chosen from who the caller is.
 
-  root      host root: files keep the archive's ids (chown in this process)
-  userns    a user with subordinate ranges: files get the container's ids as
-            mapped by /etc/subuid and /etc/subgid (chown from a child inside a
-            new user namespace with the full map, csrc/rl_job.c); deleting such
-            trees needs the same namespace
-  override  no ranges: files belong to the caller; the archive's owner and mode
-            are kept in the `user.containers.override_stat` xattr
+root      host root: files keep the archive's ids (chown in this process)
+userns    a user with subordinate ranges: files get the container's ids as
+          mapped by /etc/subuid and /etc/subgid (chown from a child inside a
+          new user namespace with the full map, csrc/rl_job.c); deleting such
+          trees needs the same namespace
+override  no ranges: files belong to the caller; the archive's owner and mode
+          are kept in the `user.containers.override_stat` xattr
 """
 
 from __future__ import annotations

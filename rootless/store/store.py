@@ -130,7 +130,7 @@ class Store:
         return digest
 
     def _by_id(self, text: str, entries: list[Entry]) -> str | None:
-        want = text[len("sha256:") :] if text.startswith("sha256:") else text
+        want = text.removeprefix("sha256:")
         if not want or len(want) > 64 or any(c not in "0123456789abcdef" for c in want):
             return None
         matches: dict[str, str] = {}  # image id -> manifest digest

@@ -50,7 +50,14 @@ def check_version(paths: StorePaths, *, create: bool) -> None:
 
 def ensure_layout(paths: StorePaths) -> None:
     """Create the store directories and the OCI layout marker."""
-    for d in (paths.root, paths.blobs, paths.blobs_tmp, paths.layers, paths.layer_links, paths.locks):
+    for d in (
+        paths.root,
+        paths.blobs,
+        paths.blobs_tmp,
+        paths.layers,
+        paths.layer_links,
+        paths.locks,
+    ):
         os.makedirs(d, mode=0o700, exist_ok=True)
     if not os.path.exists(paths.oci_layout):
         atomic_write(paths.oci_layout, b'{"imageLayoutVersion":"1.0.0"}')

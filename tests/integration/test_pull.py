@@ -270,16 +270,20 @@ def test_slow_server_times_out(cli_factory: object, fake: Fake) -> None:
 
 def test_pull_killed_mid_download_leaves_a_usable_store(cli_factory: object, fake: Fake, built: Built) -> None:
     cli = cli_factory("sub")  # type: ignore[operator]
-    fake.faults["slow"] = 0.3
+    fake.faults["slow"] = 0.5
     proc = cli.popen("pull", f"{fake.host}/test/x:rich", stdout=-1, stderr=-1, start_new_session=True)
     tmp = os.path.join(cli.store, "blobs", "tmp")
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (os.path.isdir(tmp) and os.listdir(tmp)):
-        time.sleep(0.05)
-    store = Store.open(cli.store, create=False)
+    big = built.rich.layer_digests[0][7:]  # ~80 kB: 2.5 s at this pace
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.isdir(tmp) and any(n.startswith(big) for n in os.listdir(tmp)):
+            break
+        time.sleep(0.02)
     time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    store = Store.open(cli.store, create=False)
     assert os.listdir(store.paths.blobs_tmp), "the pull was killed mid-download"
     fake.faults.clear()
     out = cli.run("pull", "-q", f"{fake.host}/test/x:rich", timeout=120)

@@ -17,15 +17,26 @@ COMMAND = Command(
     [
         Opt("--no-trunc", FLAG, "do not truncate output"),
         Opt("--quiet,-q", FLAG, "only show image IDs"),
-        Opt("--human,-H", FLAG, "sizes and dates in human readable format (default true)",
-            default=True),
-        Opt("--format", VALUE, "json, or a Go template (fields: ID, CreatedAt, CreatedSince, "
-            "CreatedBy, Size, Comment)", metavar="FORMAT"),
+        Opt(
+            "--human,-H",
+            FLAG,
+            "sizes and dates in human readable format (default true)",
+            default=True,
+        ),
+        Opt(
+            "--format",
+            VALUE,
+            "json, or a Go template (fields: ID, CreatedAt, CreatedSince, "
+            "CreatedBy, Size, Comment)",
+            metavar="FORMAT",
+        ),
     ],
 )
 
 
-def history_rows(store: Store, image: ImageRecord, *, no_trunc: bool, human: bool) -> list[dict[str, object]]:
+def history_rows(
+    store: Store, image: ImageRecord, *, no_trunc: bool, human: bool
+) -> list[dict[str, object]]:
     from rootless.cli.commands.images import created_epoch
     from rootless.cli.output import ago, human_size
 
@@ -45,14 +56,16 @@ def history_rows(store: Store, image: ImageRecord, *, no_trunc: bool, human: boo
         by = h.created_by
         if not no_trunc and len(by) > 45:
             by = by[:44] + "…"
-        rows.append({
-            "ID": "<missing>",
-            "CreatedAt": h.created,
-            "CreatedSince": (ago(when) if human else h.created) if when is not None else "N/A",
-            "CreatedBy": by,
-            "Size": human_size(size) if human else str(size),
-            "Comment": h.comment,
-        })
+        rows.append(
+            {
+                "ID": "<missing>",
+                "CreatedAt": h.created,
+                "CreatedSince": (ago(when) if human else h.created) if when is not None else "N/A",
+                "CreatedBy": by,
+                "Size": human_size(size) if human else str(size),
+                "Comment": h.comment,
+            }
+        )
     rows.reverse()
     if rows:
         rows[0]["ID"] = image.id if no_trunc else image.short_id
@@ -67,9 +80,15 @@ def main(ctx: Context, parsed: Parsed) -> int:
 
     store = Store.open(ctx.root, create=False)
     image = store.image(parsed.args[0])
-    rows = history_rows(store, image, no_trunc=bool(parsed.get("no_trunc")),
-                        human=bool(parsed.get("human")))
-    headers = [("IMAGE", "ID"), ("CREATED", "CreatedSince"), ("CREATED BY", "CreatedBy"),
-               ("SIZE", "Size"), ("COMMENT", "Comment")]
+    rows = history_rows(
+        store, image, no_trunc=bool(parsed.get("no_trunc")), human=bool(parsed.get("human"))
+    )
+    headers = [
+        ("IMAGE", "ID"),
+        ("CREATED", "CreatedSince"),
+        ("CREATED BY", "CreatedBy"),
+        ("SIZE", "Size"),
+        ("COMMENT", "Comment"),
+    ]
     emit(rows, parsed.get("format"), headers, quiet_field="ID", quiet=bool(parsed.get("quiet")))  # type: ignore[arg-type]
     return 0

@@ -120,7 +120,9 @@ def main(ctx: Context, parsed: Parsed) -> int:
         return 0 if parsed.help else 125
     sub, rest = parsed.args[0], parsed.args[1:]
     if sub not in SUBCOMMANDS:
-        raise UsageError(f"unknown command {sub!r} for rootless image\nRun 'rootless image --help'.")
+        raise UsageError(
+            f"unknown command {sub!r} for rootless image\nRun 'rootless image --help'."
+        )
     if sub in ("inspect", "prune"):
         cmd = INSPECT if sub == "inspect" else PRUNE
         sub_parsed = parse(cmd, rest)

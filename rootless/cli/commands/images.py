@@ -19,8 +19,12 @@ COMMAND = Command(
         Opt("--quiet,-q", FLAG, "only show image IDs"),
         Opt("--digests", FLAG, "show digests"),
         Opt("--no-trunc", FLAG, "do not truncate IDs"),
-        Opt("--format", VALUE, "json, or a Go template like '{{.Repository}}:{{.Tag}} {{.ID}}'",
-            metavar="FORMAT"),
+        Opt(
+            "--format",
+            VALUE,
+            "json, or a Go template like '{{.Repository}}:{{.Tag}} {{.ID}}'",
+            metavar="FORMAT",
+        ),
     ],
     description="Fields for --format: Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size.",
 )
@@ -38,7 +42,7 @@ def created_epoch(created: str) -> float | None:
     from datetime import datetime
 
     try:
-        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(created).timestamp()
     except ValueError:
         return None
 
@@ -87,7 +91,9 @@ def main(ctx: Context, parsed: Parsed) -> int:
     store = open_store(ctx)
     no_trunc = bool(parsed.get("no_trunc"))
     filt = parsed.args[0] if parsed.args else None
-    rows = [r for img in reversed(store.images()) for r in _rows(img, no_trunc) if _matches(r, filt)]
+    rows = [
+        r for img in reversed(store.images()) for r in _rows(img, no_trunc) if _matches(r, filt)
+    ]
     if parsed.get("quiet"):
         seen: list[object] = []
         for r in rows:

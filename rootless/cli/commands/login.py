@@ -32,8 +32,7 @@ def registry_host(text: str) -> str:
     """`https://registry.example:5000/v2/` -> `registry.example:5000`; docker.io aliases."""
     host = text
     for prefix in ("https://", "http://"):
-        if host.startswith(prefix):
-            host = host[len(prefix):]
+        host = host.removeprefix(prefix)
     host = host.split("/", 1)[0]
     if not host:
         raise UsageError(f"invalid registry {text!r}")
@@ -82,7 +81,9 @@ def main(ctx: Context, parsed: Parsed) -> int:
         raise UsageError("user name and password must not be empty")
     server = "registry-1.docker.io" if registry == "docker.io" else registry
     creds = Credentials(username=username, password=password)
-    with RegistryClient(server, credentials=creds, tls_verify=tls_option(parsed.get("tls_verify"))) as client:
+    with RegistryClient(
+        server, credentials=creds, tls_verify=tls_option(parsed.get("tls_verify"))
+    ) as client:
         client.check_login()
     store_login(registry, username, password)
     sys.stdout.write("Login Succeeded!\n")

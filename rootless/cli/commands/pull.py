@@ -18,10 +18,19 @@ COMMAND = Command(
     "[OPTIONS] NAME[:TAG|@DIGEST]",
     [
         Opt("--quiet,-q", FLAG, "no progress output"),
-        Opt("--platform", VALUE, "platform of a multi-platform image, e.g. linux/arm64",
-            metavar="OS/ARCH[/VARIANT]"),
-        Opt("--tls-verify", FLAG, "verify the registry's TLS certificate (default: true, "
-            "except for loopback and insecure registries)", default="unset"),
+        Opt(
+            "--platform",
+            VALUE,
+            "platform of a multi-platform image, e.g. linux/arm64",
+            metavar="OS/ARCH[/VARIANT]",
+        ),
+        Opt(
+            "--tls-verify",
+            FLAG,
+            "verify the registry's TLS certificate (default: true, "
+            "except for loopback and insecure registries)",
+            default="unset",
+        ),
         Opt("--jobs", VALUE, "layers downloaded at the same time", metavar="N", default="4"),
     ],
     description="""\
@@ -45,7 +54,9 @@ def _timeout() -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"invalid ROOTLESS_REGISTRY_TIMEOUT {text!r}: a number of seconds") from None
+        raise UsageError(
+            f"invalid ROOTLESS_REGISTRY_TIMEOUT {text!r}: a number of seconds"
+        ) from None
     if value <= 0:
         raise UsageError("ROOTLESS_REGISTRY_TIMEOUT must be positive")
     return value
@@ -61,7 +72,9 @@ def _progress(quiet: bool) -> Progress | None:
 
 def main(ctx: Context, parsed: Parsed) -> int:
     if len(parsed.args) != 1:
-        raise UsageError('"rootless pull" requires exactly 1 argument\nSee \'rootless pull --help\'.')
+        raise UsageError(
+            "\"rootless pull\" requires exactly 1 argument\nSee 'rootless pull --help'."
+        )
     jobs = str(parsed.get("jobs"))
     if not jobs.isdigit() or int(jobs) < 1:
         raise UsageError(f"invalid --jobs {jobs!r}: a positive number is needed")

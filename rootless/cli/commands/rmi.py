@@ -33,7 +33,9 @@ def _show(kind: str, value: str) -> str:
 
 def main(ctx: Context, parsed: Parsed) -> int:
     if not parsed.args:
-        raise UsageError('"rootless rmi" requires at least 1 argument\nSee \'rootless rmi --help\'.')
+        raise UsageError(
+            "\"rootless rmi\" requires at least 1 argument\nSee 'rootless rmi --help'."
+        )
     from rootless.store import Store
     from rootless.store.gc import collect_after_remove, remove_image
 

@@ -19,7 +19,9 @@ COMMAND = Command(
 
 def main(ctx: Context, parsed: Parsed) -> int:
     if len(parsed.args) != 2:
-        raise UsageError('"rootless tag" requires exactly 2 arguments\nSee \'rootless tag --help\'.')
+        raise UsageError(
+            "\"rootless tag\" requires exactly 2 arguments\nSee 'rootless tag --help'."
+        )
     from rootless.store import Store, normalize_name
 
     src, dst = parsed.args
