@@ -30,6 +30,7 @@ struct rl_error {
 #define RL_STAGE_PROBE 12
 #define RL_STAGE_INIT 13
 #define RL_STAGE_UNTAR 14
+#define RL_STAGE_JOIN 15
 
 struct rl_idmap {
     uint32_t inside;
@@ -102,6 +103,13 @@ struct rl_child {
 /* Clone a child into new user, mount, pid, ipc and uts (and net) namespaces.
  * The child blocks until rl_continue(); the caller writes its id maps first. */
 int rl_spawn(const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_error *err);
+
+/* Start a process inside the namespaces of the running container whose PID 1 is
+ * `target_pid` (docker exec): a helper joins its user, mount, ipc, uts, net and pid
+ * namespaces, then runs cfg->argv as a child inside them, forwarding signals and
+ * exiting with its status. cfg->rootfs and cfg->mounts are ignored. Continue with
+ * rl_continue() as for rl_spawn. */
+int rl_exec(int target_pid, const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_error *err);
 
 /* Tell the mapped child to build its root and execve. Returns 0 once execve
  * succeeded (the sync socket closed on exec), or < 0 with the child's error;

@@ -360,6 +360,113 @@ static int child_entry(void *arg)
  * no copy of the caller's page tables, and execve has no big address space to tear
  * down. It runs on its own stack and touches only that stack and the read-only
  * config; it never returns into the caller's code. */
+static int open_ns(char *path, size_t cap, const char *pid, const char *name)
+{
+    size_t pos = rl_strlcpy(path, "/proc/", cap);
+    pos += rl_strlcpy(path + pos, pid, cap - pos);
+    pos += rl_strlcpy(path + pos, "/ns/", cap - pos);
+    rl_strlcpy(path + pos, name, cap - pos);
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int join_namespaces(int target_pid, struct rl_error *err)
+{
+    static const char *const names[] = {"user", "mnt", "ipc", "uts", "net", "pid"};
+    int fds[6];
+    struct stat theirs[6], ours[6];
+    char path[64], pid[16];
+    int n = 0;
+    char digits[16];
+    unsigned v = (unsigned)target_pid;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (int k = 0; k < n; k++)
+        pid[k] = digits[n - 1 - k];
+    pid[n] = '\0';
+    /* Open everything first: once we are in the container's mount namespace,
+     * /proc is the container's. */
+    for (int i = 0; i < 6; i++) {
+        fds[i] = open_ns(path, sizeof(path), pid, names[i]);
+        if (fds[i] < 0 || fstat(fds[i], &theirs[i]) < 0)
+            return rl_error_set(err, errno, RL_STAGE_JOIN, "cannot open %s: is the container running?", path);
+        int own = open_ns(path, sizeof(path), "self", names[i]);
+        if (own < 0 || fstat(own, &ours[i]) < 0)
+            return rl_error_set(err, errno, RL_STAGE_JOIN, "cannot open %s", path);
+        close(own);
+    }
+    for (int i = 0; i < 6; i++) {
+        /* A namespace the container shares with us (the host network) is not joined:
+         * we are already in it, and setns would need privileges over it. */
+        int same = theirs[i].st_ino == ours[i].st_ino && theirs[i].st_dev == ours[i].st_dev;
+        if (!same && setns(fds[i], 0) < 0)
+            return rl_error_set(err, errno, RL_STAGE_JOIN, "cannot join the container's %s namespace", names[i]);
+        close(fds[i]);
+    }
+    return 0;
+}
+
+static _Noreturn void exec_child_main(int target_pid, const struct rl_spawn_config *cfg, int sync)
+{
+    struct rl_error err;
+    struct rl_msg m;
+    memset(&err, 0, sizeof(err));
+    reset_signals();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ssize_t n;
+    do
+        n = recv(sync, &m, sizeof(m), 0);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(m) || m.type != RL_MSG_GO)
+        _exit(125);
+    if (join_namespaces(target_pid, &err) < 0)
+        child_fail(sync, &err, 125);
+    int slave = -1;
+    if ((cfg->sflags & RL_SF_TTY) && (slave = make_pty(cfg, sync, &err)) < 0)
+        child_fail(sync, &err, 125);
+    if (setup_stdio(cfg, slave, &err) < 0)
+        child_fail(sync, &err, 125);
+    if (switch_user(cfg, &err) < 0)
+        child_fail(sync, &err, 125);
+    if (cfg->cwd != NULL && cfg->cwd[0] != '\0' && chdir(cfg->cwd) < 0) {
+        rl_error_set(&err, errno, RL_STAGE_CWD, "cannot change to the working directory %s", cfg->cwd);
+        child_fail(sync, &err, 126);
+    }
+    if ((cfg->sflags & RL_SF_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
+        child_fail(sync, &err, 125);
+    }
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    /* setns(pid) only moves our children: run the command as a child, like --init. */
+    run_init(cfg, sync);
+}
+
+int rl_exec(int target_pid, const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return rl_error_set(err, errno, RL_STAGE_SYNC, "socketpair failed");
+    long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) {
+        int saved = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return rl_error_set(err, saved, RL_STAGE_CLONE, "cannot fork");
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        exec_child_main(target_pid, cfg, sv[1]);
+    }
+    close(sv[1]);
+    out->pid = (int)pid;
+    out->sync_fd = sv[0];
+    out->pty_fd = -1;
+    out->stack = NULL;
+    out->stack_size = 0;
+    return 0;
+}
+
 int rl_spawn(const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_error *err)
 {
     int sv[2];

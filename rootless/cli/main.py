@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("rootless.cli.commands.inspect", "Show low-level information as JSON"),
     "rename": ("rootless.cli.commands.rename", "Rename a container"),
     "container": ("rootless.cli.commands.container", "Manage containers"),
+    "exec": ("rootless.cli.commands.exec", "Run a command in a running container"),
     "info": ("rootless.cli.commands.info", "Show what this host allows rootless to do"),
     "version": ("rootless.cli.commands.version", "Show the rootless version"),
     "pull": ("rootless.cli.commands.pull", "Download an image from a registry"),

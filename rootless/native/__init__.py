@@ -47,6 +47,7 @@ STAGES = {
     lib.RL_STAGE_PROBE: "probe",
     lib.RL_STAGE_INIT: "init",
     lib.RL_STAGE_UNTAR: "untar",
+    lib.RL_STAGE_JOIN: "join",
 }
 
 

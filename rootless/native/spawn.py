@@ -139,6 +139,15 @@ def _cstrv(keep: list[object], items: Sequence[str]) -> object:
 
 def spawn(cfg: SpawnConfig) -> Child:
     """Clone the child (it waits for `Child.resume()`); raise NativeError on failure."""
+    return _start(cfg, None)
+
+
+def exec_in(target_pid: int, cfg: SpawnConfig) -> Child:
+    """A child that will join the namespaces of `target_pid` and run cfg.argv there."""
+    return _start(cfg, target_pid)
+
+
+def _start(cfg: SpawnConfig, target_pid: int | None) -> Child:
     keep: list[object] = []
     c = ffi.new("struct rl_spawn_config *")
     keep.append(c)
@@ -173,7 +182,8 @@ def spawn(cfg: SpawnConfig) -> Child:
     c.tty_cols = cfg.tty_cols
     child = ffi.new("struct rl_child *")
     err = ffi.new("struct rl_error *")
-    if lib.rl_spawn(c, child, err) < 0:
+    rc = lib.rl_spawn(c, child, err) if target_pid is None else lib.rl_exec(target_pid, c, child, err)
+    if rc < 0:
         raise native_error(err)
     return Child(child, keep)
 

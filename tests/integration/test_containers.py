@@ -235,3 +235,21 @@ def test_container_prune(cli, image):
     assert "Total removed containers: 1" in out
     assert len(ok(cli.run("ps", "-aq")).split()) == 1
     ok(cli.run("rm", "-f", ok(cli.run("ps", "-q")).strip()))
+
+
+def test_exec(cli, image, pty_run):
+    ok(cli.run("run", "-d", "--name", "ex", "-e", "FROM_RUN=1", image, "sleep", "60"))
+    out = ok(cli.run("exec", "ex", "sh", "-c", "echo $$ $FROM_RUN; ps -o pid,comm | grep -c sleep"))
+    pid, env, sleeps = out.split()
+    assert pid != "1" and env == "1" and sleeps == "1"  # inside the container's pid namespace
+    assert ok(cli.run("exec", "-u", "nobody", "-w", "/tmp", "-e", "X=2", "ex", "sh", "-c",
+                      "id -u; pwd; echo $X")).split() == ["65534", "/tmp", "2"]
+    assert cli.run("exec", "ex", "sh", "-c", "exit 9").returncode == 9
+    assert cli.run("exec", "ex", "no-such-cmd").returncode == 127
+    assert ok(cli.run("exec", "-i", "ex", "cat", input="piped\n")) == "piped\n"
+    out, status = pty_run(cli.argv("exec", "-it", "ex", "sh"), cli.environ(),
+                          [(r"# ", "tty; exit 3\r")], owner=(cli.uid, cli.gid))
+    assert status == 3 and "/dev/pts/" in out, out
+    ok(cli.run("stop", "-t", "0", "ex"))
+    proc = cli.run("exec", "ex", "true")
+    assert proc.returncode == 125 and "not running" in proc.stderr
