@@ -190,7 +190,7 @@ class Layout:
 
 def skopeo(*args: str, home: str = "/tmp") -> str:
     env = dict(os.environ, HOME=home, XDG_RUNTIME_DIR=home, REGISTRY_AUTH_FILE=f"{home}/auth.json")
-    proc = subprocess.run(["skopeo", "--insecure-policy", *args], env=env,
+    proc = subprocess.run(["skopeo", "--insecure-policy", *args], env=env, check=False,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     if proc.returncode != 0:
         raise AssertionError(f"skopeo {' '.join(args)} failed: {proc.stderr}")

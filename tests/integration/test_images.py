@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from helpers import Registry, has_peer, require
@@ -137,8 +138,8 @@ def test_login_logout(cli: CLI, registry_auth: Registry, built: Built) -> None:
     assert proc.returncode == 0 and "Login Succeeded" in proc.stdout, proc.stderr
     auth = os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json")
     assert stat.S_IMODE(os.stat(auth).st_mode) == 0o600
-    assert registry_auth.host in json.load(open(auth))["auths"]
+    assert registry_auth.host in json.loads(Path(auth).read_text())["auths"]
     assert cli.run("pull", "-q", "--tls-verify=false", ref, env=env).returncode == 0
     assert cli.run("logout", registry_auth.host, env=env).returncode == 0
-    assert registry_auth.host not in json.load(open(auth))["auths"]
+    assert registry_auth.host not in json.loads(Path(auth).read_text())["auths"]
     assert "not logged in" in cli.run("logout", registry_auth.host, env=env).stderr

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import TEST_TMPDIR, Registry, has_peer, require
+from helpers import Registry, has_peer, require
 from helpers.users import CLI, subid_ranges
 from images_fixtures import Built, build_all, merged_tree, owner_for, umoci_tree, umoci_unpack
 
@@ -112,7 +112,7 @@ def test_concurrent_overlapping_pulls_unpack_once(cli_factory: object, built: Bu
     procs = [cli.popen("pull", "-q", built.ref(n), stdout=-1, stderr=-1, text=True)
              for n in ("rich", "rich", "zstd", "rich")]  # fmt: skip
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     store = Store.open(cli.store, create=False)
     assert len(list(store.layers.diff_ids())) == 5

@@ -58,11 +58,16 @@ TAR_B = layer_tar([TarEntry("etc", "dir"), TarEntry("etc/.wh.hosts"), TarEntry("
                    TarEntry("lib/x", data=b"x")])
 
 
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def test_new_store_is_an_oci_layout(tmp_path: object) -> None:
     s = Store.open(str(tmp_path))
-    assert json.load(open(s.paths.oci_layout)) == {"imageLayoutVersion": "1.0.0"}
-    assert json.load(open(s.paths.index_json))["manifests"] == []
-    assert open(s.paths.version_file).read().strip() == "1"
+    assert json.loads(read(s.paths.oci_layout)) == {"imageLayoutVersion": "1.0.0"}
+    assert json.loads(read(s.paths.index_json))["manifests"] == []
+    assert read(s.paths.version_file).strip() == "1"
 
 
 def test_newer_store_version_is_refused(tmp_path: object) -> None:
@@ -190,7 +195,7 @@ def test_rmi_untags_then_deletes_and_gc_sweeps(store: Store) -> None:
 
 
 def test_rmi_refuses_while_a_container_uses_the_image(store: Store) -> None:
-    mdig, cdig = add_image(store, [TAR_A], "docker.io/library/app:1")
+    _, cdig = add_image(store, [TAR_A], "docker.io/library/app:1")
     cdir = os.path.join(store.paths.containers, "c0ffee")
     os.makedirs(cdir)
     with open(os.path.join(cdir, "config.json"), "w") as f:
@@ -237,6 +242,6 @@ def test_untar_job_without_userns(tmp_path: object) -> None:
     dest = os.path.join(str(tmp_path), "d")
     os.mkdir(dest)
     stats = untar_in_userns([raw.getvalue()], dest, None)
-    assert stats.entries == 1 and open(os.path.join(dest, "f")).read() == "hi"
+    assert stats.entries == 1 and read(os.path.join(dest, "f")) == "hi"
     if os.getuid() == 0:
         assert os.stat(os.path.join(dest, "f")).st_uid == 1234
