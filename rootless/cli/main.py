@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rename": ("rootless.cli.commands.rename", "Rename a container"),
     "container": ("rootless.cli.commands.container", "Manage containers"),
     "exec": ("rootless.cli.commands.exec", "Run a command in a running container"),
+    "top": ("rootless.cli.commands.top", "Show the processes running in a container"),
+    "stats": ("rootless.cli.commands.stats", "Show CPU, memory and I/O use of containers"),
     "info": ("rootless.cli.commands.info", "Show what this host allows rootless to do"),
     "version": ("rootless.cli.commands.version", "Show the rootless version"),
     "pull": ("rootless.cli.commands.pull", "Download an image from a registry"),

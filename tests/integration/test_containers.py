@@ -257,3 +257,16 @@ def test_exec(cli, image, pty_run):
     ok(cli.run("stop", "-t", "0", "ex"))
     proc = cli.run("exec", "ex", "true")
     assert proc.returncode == 125 and "not running" in proc.stderr
+
+
+def test_top_and_stats(cli, image):
+    ok(cli.run("run", "-d", "--name", "t", image, "sh", "-c", "sleep 60 & sleep 61"))
+    time.sleep(0.3)
+    out = ok(cli.run("top", "t"))
+    assert "PID" in out.splitlines()[0] and "sleep 60" in out and "sleep 61" in out
+    rows = json.loads(ok(cli.run("stats", "--no-stream", "--format", "json", "t")))
+    assert rows[0]["Name"] == "t" and int(rows[0]["PIDs"]) >= 2
+    assert rows[0]["MemUsage"].split(" / ")[0] != "0B"
+    table = ok(cli.run("stats", "--no-stream"))
+    assert "CPU %" in table and "MEM USAGE / LIMIT" in table
+    ok(cli.run("rm", "-f", "t"))
