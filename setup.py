@@ -42,5 +42,6 @@ setup(
     cffi_modules=["csrc/build_ffi.py:ffibuilder"],
     # The `rootless` command: see bin/rootless for why it is a script, not an entry point.
     scripts=["bin/rootless"],
+    package_data={"rootless": ["data/*.conf"]},
     cmdclass={"build_ext": BuildWithMonitor},
 )

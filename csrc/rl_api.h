@@ -73,6 +73,7 @@ struct rl_mount {
 #define RL_SF_READONLY_ROOT 8  /* remount the root read-only after the mount table */
 #define RL_SF_SETGROUPS 16     /* call setgroups() (only when the id map allows it) */
 #define RL_SF_NO_NEW_PRIVS 32  /* prctl(PR_SET_NO_NEW_PRIVS) before execve */
+#define RL_SF_FAKEROOT 128     /* seccomp: chown/setuid families and device mknod succeed as no-ops */
 
 struct rl_spawn_config {
     int sflags;

@@ -338,6 +338,8 @@ static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
         rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
         child_fail(sync, &err, 125);
     }
+    if ((cfg->sflags & RL_SF_FAKEROOT) && rl_install_fakeroot(&err) < 0)
+        child_fail(sync, &err, 125);
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     if (cfg->sflags & RL_SF_INIT)
         run_init(cfg, sync);
@@ -437,6 +439,8 @@ static _Noreturn void exec_child_main(int target_pid, const struct rl_spawn_conf
         rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
         child_fail(sync, &err, 125);
     }
+    if ((cfg->sflags & RL_SF_FAKEROOT) && rl_install_fakeroot(&err) < 0)
+        child_fail(sync, &err, 125);
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     /* setns(pid) only moves our children: run the command as a child, like --init. */
     run_init(cfg, sync);

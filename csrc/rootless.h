@@ -18,6 +18,7 @@
 #include "rl_api.h"
 #include "rl_untar.h"
 #include "rl_job.h"
+#include "rl_userns.h"
 
 #define RL_CLEANUP_CLOSE __attribute__((cleanup(rl_cleanup_close)))
 
@@ -38,6 +39,9 @@ int rl_have_openat2(void);
 
 /* rl_mount.c: mount table + pivot_root (child only). */
 int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err);
+
+/* rl_fakeroot.c: seccomp filter for root emulation (child only). */
+int rl_install_fakeroot(struct rl_error *err);
 
 /* rl_util.c */
 int rl_write_all(int fd, const void *buf, size_t len);

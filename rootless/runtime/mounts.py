@@ -22,6 +22,10 @@ MS_STRICTATIME = 1 << 24
 
 HOST_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
+# --fakeroot: apt must not try to drop to its _apt sandbox user (the switch is faked,
+# so apt would notice it is still root and stop); charliecloud and enroot do the same.
+APT_CONFIG_PATH = "/dev/.rootless/apt.conf"
+
 
 class Volume:
     __slots__ = ("source", "target", "readonly", "is_file")
@@ -89,3 +93,13 @@ def tmpfs_mounts(targets: list[str]) -> list[MountOp]:
 
 def mkdir(target: str, mode: int = 0o755) -> MountOp:
     return MountOp(OP_MKDIR, target, mode=mode)
+
+
+def fakeroot_mounts() -> list[MountOp]:
+    """The apt configuration for root emulation, in our /dev tmpfs (never in the image)."""
+    import os
+
+    import rootless
+
+    conf = os.path.join(os.path.dirname(rootless.__file__), "data", "apt-fakeroot.conf")
+    return [MountOp(OP_BIND, APT_CONFIG_PATH, conf, mflags=MF_FILE | MF_RDONLY)]

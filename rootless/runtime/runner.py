@@ -47,6 +47,7 @@ class RunOptions:
         self.tty = False
         self.init = False
         self.keep_id = False
+        self.fakeroot = False
         self.container_id = os.urandom(32).hex()
         self.runroot = ""
         # Set by the container lifecycle (image-based containers):
@@ -56,7 +57,7 @@ class RunOptions:
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
-                "read_only", "network", "interactive", "tty", "init", "keep_id", "image_env")
+                "read_only", "network", "interactive", "tty", "init", "keep_id", "image_env", "fakeroot")
         return {k: getattr(self, k) for k in keys}
 
     @classmethod
@@ -260,6 +261,7 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     cfg.mounts = (
         list(opts.pre_ops)
         + mounts.base_mounts(not host_net, pts_gid)
+        + (mounts.fakeroot_mounts() if opts.fakeroot else [])
         + etc_ops
         + mounts.volume_mounts(volumes)
         + mounts.tmpfs_mounts(opts.tmpfs)
@@ -273,6 +275,12 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     flags |= SF_NEWNET if not host_net else 0
     flags |= SF_READONLY_ROOT if opts.read_only else 0
     flags |= SF_INIT if opts.init else 0
+    if opts.fakeroot:
+        from rootless.native.spawn import SF_FAKEROOT
+
+        flags |= SF_FAKEROOT
+        if not any(e.startswith("APT_CONFIG=") for e in cfg.env):
+            cfg.env.append("APT_CONFIG=" + mounts.APT_CONFIG_PATH)
     if opts.tty:
         from rootless.runtime.tty import window_size
 

@@ -34,6 +34,8 @@ CONTAINER_OPTS = [
     Opt("--interactive,-i", FLAG, "keep stdin open and pass it to the container"),
     Opt("--tty,-t", FLAG, "allocate a pseudo-terminal"),
     Opt("--init", FLAG, "run a tiny init as PID 1 that reaps zombies and forwards signals"),
+    Opt("--fakeroot", FLAG, "root emulation: chown, setuid and device mknod succeed as no-ops "
+        "(for package managers without subordinate ids)"),
     Opt("--pull", VALUE, "pull the image: missing (default), always or never", metavar="POLICY",
         default="missing", choices=("missing", "always", "never")),
     Opt("--platform", VALUE, "platform of the image to pull, e.g. linux/arm64", metavar="OS/ARCH"),
@@ -89,6 +91,7 @@ def options_from(p: Parsed, argv: list[str], rootfs: str, ctx: Context) -> RunOp
     opts.tty = bool(p.tty)  # type: ignore[attr-defined]
     opts.init = bool(p.init)  # type: ignore[attr-defined]
     opts.keep_id = p.userns == "keep-id"  # type: ignore[attr-defined]
+    opts.fakeroot = bool(p.fakeroot)  # type: ignore[attr-defined]
     if opts.workdir is not None and not opts.workdir.startswith("/"):
         raise UsageError(f"the working directory {opts.workdir!r} must be an absolute path")
     opts.runroot = ctx.runroot
