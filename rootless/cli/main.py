@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attach": ("rootless.cli.commands.attach", "Attach to a running container"),
     "inspect": ("rootless.cli.commands.inspect", "Show low-level information as JSON"),
     "rename": ("rootless.cli.commands.rename", "Rename a container"),
+    "diff": ("rootless.cli.commands.diff", "Inspect changes to files on a container's filesystem"),
     "container": ("rootless.cli.commands.container", "Manage containers"),
     "exec": ("rootless.cli.commands.exec", "Run a command in a running container"),
     "top": ("rootless.cli.commands.top", "Show the processes running in a container"),
@@ -44,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("rootless.cli.commands.history", "Show the history of an image"),
     "login": ("rootless.cli.commands.login", "Log in to a registry"),
     "logout": ("rootless.cli.commands.logout", "Log out from a registry"),
+    "load": ("rootless.cli.commands.load", "Load images from a tar archive"),
+    "save": ("rootless.cli.commands.save", "Save images to a tar archive"),
 }
 
 GLOBAL_HELP = """\
