@@ -18,11 +18,13 @@ class BuildWithMonitor(build_ext):
         self._build_monitor()
 
     def _build_monitor(self) -> None:
-        from setuptools._distutils.ccompiler import new_compiler
-        from setuptools._distutils.sysconfig import customize_compiler
+        compiler = self.compiler  # the configured CCompiler once build_ext has run
+        if compiler is None or isinstance(compiler, str):
+            from setuptools._distutils.ccompiler import new_compiler
+            from setuptools._distutils.sysconfig import customize_compiler
 
-        compiler = new_compiler(verbose=self.verbose, dry_run=self.dry_run, force=self.force)
-        customize_compiler(compiler)
+            compiler = new_compiler()
+            customize_compiler(compiler)
         objects = compiler.compile(
             [MONITOR_SOURCE],
             output_dir=self.build_temp,
