@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("rootless.cli.commands.logout", "Log out from a registry"),
     "load": ("rootless.cli.commands.load", "Load images from a tar archive"),
     "save": ("rootless.cli.commands.save", "Save images to a tar archive"),
+    "import": ("rootless.cli.commands.import_", "Create an image from a rootfs tarball"),
 }
 
 GLOBAL_HELP = """\
