@@ -15,7 +15,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-API_HEADERS = ["rl_untar.h", "rl_job.h"]
+API_HEADERS = ["rl_untar.h", "rl_job.h", "rl_userns.h"]
 
 
 def _read(name: str) -> str:
