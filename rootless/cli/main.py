@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("rootless.cli.commands.load", "Load images from a tar archive"),
     "save": ("rootless.cli.commands.save", "Save images to a tar archive"),
     "import": ("rootless.cli.commands.import_", "Create an image from a rootfs tarball"),
+    "push": ("rootless.cli.commands.push", "Upload an image to a registry"),
 }
 
 GLOBAL_HELP = """\
