@@ -36,7 +36,7 @@ import sys
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from rootless.errors import DigestMismatchError, ImageError, ManifestError, StoreError
 from rootless.image.layerio import CHUNK, Inflater, LayerSource, ingest_layer, iter_tar, sniff
@@ -190,7 +190,7 @@ def _open_input(path: str) -> BinaryIO:
             )
         return sys.stdin.buffer
     try:
-        return open(path, "rb")  # noqa: SIM115 - closed by open_archive
+        return open(path, "rb")
     except OSError as exc:
         raise ArchiveError(f"cannot open {path}: {exc.strerror}") from None
 
@@ -419,10 +419,9 @@ def _oci_plan(index: TarIndex, desc: Descriptor, label: str) -> ImagePlan:
     for layer, diff_id in zip(parsed.layers, config_parsed.diff_ids, strict=True):
         member = _blob_member(layer.digest)
         index.resolve(member)
-        sources.append(
-            LayerSource(_opener(index, member), diff_id, f"layer {layer.digest[7:19]} of {label}",
-                        descriptor=layer, size_hint=layer.size)  # fmt: skip
-        )
+        what = f"layer {layer.digest[7:19]} of {label}"
+        src = LayerSource(_opener(index, member), diff_id, what, layer, layer.size)
+        sources.append(src)
     return ImagePlan([], config, config_parsed, sources, oci=True, manifest=data,
                      manifest_media_type=parsed.media_type, where=label)  # fmt: skip
 
@@ -436,10 +435,14 @@ def _config_bytes(data: bytes, where: str) -> tuple[bytes, ImageConfig]:
 # ---------------------------------------------------------------- load
 
 
-class LoadProgress:
+class LoadProgress(Protocol):
     """What load reports (the CLI draws it on a terminal)."""
 
-    def layer(self, key: str, status: str, current: int = 0, total: int = 0) -> None:
+    def layer(self, digest: str, status: str, current: int = 0, total: int = 0) -> None: ...
+
+
+class NoLoadProgress:
+    def layer(self, digest: str, status: str, current: int = 0, total: int = 0) -> None:
         pass
 
 
@@ -451,7 +454,7 @@ class Loaded:
 
 def load(store: Store, path: str, progress: LoadProgress | None = None) -> list[Loaded]:
     """Load every image of the archive at `path` ("-": stdin) into the store."""
-    progress = progress or LoadProgress()
+    progress = progress or NoLoadProgress()
     try:
         with open_archive(path, store.paths.blobs_tmp) as index:
             plans = read_plans(index)
@@ -510,7 +513,10 @@ def _ingest_all(store: Store, plan: ImagePlan, progress: LoadProgress) -> list[D
         total = src.size_hint
         progress.layer(key, "Loading layer", 0, total)
         desc = ingest_layer(
-            store, src, oci=plan.oci, report=lambda n: progress.layer(key, "Loading layer", n, total)
+            store,
+            src,
+            oci=plan.oci,
+            report=lambda n: progress.layer(key, "Loading layer", n, total),
         )
         progress.layer(key, "Loaded", total, total)
         return desc
@@ -709,7 +715,9 @@ def oci_manifest(rec: ImageRecord, data: bytes) -> tuple[str, bytes]:
     converted = Manifest(
         media_type=OCI_MANIFEST,
         config=replace(m.config, media_type=_TO_OCI.get(m.config.media_type, OCI_CONFIG)),
-        layers=tuple(replace(d, media_type=_TO_OCI.get(d.media_type, d.media_type)) for d in m.layers),
+        layers=tuple(
+            replace(d, media_type=_TO_OCI.get(d.media_type, d.media_type)) for d in m.layers
+        ),
         annotations=m.annotations,
     )
     return OCI_MANIFEST, manifest_to_json(converted)

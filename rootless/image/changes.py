@@ -26,10 +26,10 @@ from collections.abc import Callable
 from rootless.errors import UsageError
 
 SHELL = ["/bin/sh", "-c"]
-_KEYWORD = re.compile(r"^\s*([A-Za-z]+)(?:\s+|=)(.*)$", re.S)
+_KEYWORD = re.compile(r"^\s*([A-Za-z]+)(?:\s+|=)(.*)$", re.DOTALL)
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 _SIGNAL = re.compile(r"^(SIG[A-Z0-9+-]+|[A-Z0-9]+|\d+)$")
-_PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$", re.I)
+_PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 
 
 def _bad(change: str, why: str) -> UsageError:

@@ -14,8 +14,9 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from rootless.errors import ImageError, StoreError
 from rootless.image.changes import apply_changes
@@ -74,7 +75,7 @@ def import_tarball(
             label = "standard input" if path == "-" else path
             diff_id = _diff_id(local, label)
             with store.lock(shared=True):
-                src = LayerSource(lambda: open(local, "rb"), diff_id, f"tarball {label}")
+                src = LayerSource(_opener(local), diff_id, f"tarball {label}")
                 layer = ingest_layer(store, src, oci=True)
                 return _store_image(store, layer, diff_id, runtime, full, message, label)
     except OSError as exc:
@@ -83,7 +84,11 @@ def import_tarball(
         raise ImageError(f"importing {path}: {exc.strerror or exc}") from exc
 
 
-class _local_file:  # noqa: N801 - used as a context manager
+def _opener(path: str) -> Callable[[], BinaryIO]:
+    return lambda: open(path, "rb")
+
+
+class _local_file:
     """A path to read twice: the file itself, or stdin spooled to blobs/tmp."""
 
     def __init__(self, store: Store, path: str) -> None:
@@ -98,7 +103,9 @@ class _local_file:  # noqa: N801 - used as a context manager
             return self.path
         if sys.stdin is None or sys.stdin.isatty():
             raise ImageError("no tarball given: standard input is a terminal")
-        self.tmp = os.path.join(self.store.paths.blobs_tmp, f"import.{os.getpid()}.{time.monotonic_ns()}")
+        self.tmp = os.path.join(
+            self.store.paths.blobs_tmp, f"import.{os.getpid()}.{time.monotonic_ns()}"
+        )
         with open(self.tmp, "wb") as out:
             while chunk := sys.stdin.buffer.read(CHUNK):
                 out.write(chunk)

@@ -25,9 +25,9 @@ import os
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeVar, cast
 
 from rootless import log
 from rootless.errors import InvalidReferenceError, StoreError, UsageError
@@ -151,16 +151,16 @@ def blobs_of(store: Store, record: ImageRecord) -> list[Descriptor]:
 
 def mount_sources(record: ImageRecord, ref: Reference) -> list[str]:
     """Repositories of the same registry the image came from (cross-repo mount)."""
-    sources = []
+    sources: list[str] = []
     for repo_digest in record.repo_digests:
         name = repo_digest.split("@", 1)[0]
         try:
             origin = Reference.parse(name)
         except InvalidReferenceError:
             continue
-        if origin.registry == ref.registry and origin.repository != ref.repository:
-            if origin.repository not in sources:
-                sources.append(origin.repository)
+        same_registry = origin.registry == ref.registry
+        if same_registry and origin.repository not in (ref.repository, *sources):
+            sources.append(origin.repository)
     return sources
 
 
@@ -243,7 +243,11 @@ def _upload(job: _Job, desc: Descriptor, progress: PushProgress) -> None:
     reader = _Reader(job.store.blobs.path(desc.digest), desc, progress)
     try:
         job.client.upload_blob(
-            job.repository, desc.digest, reader, desc.size, chunk_size=job.chunk  # type: ignore[arg-type]
+            job.repository,
+            desc.digest,
+            cast(BinaryIO, reader),  # only read() is used
+            desc.size,
+            chunk_size=job.chunk,
         )
     finally:
         reader.close()
@@ -300,7 +304,9 @@ def push(
         kwargs["timeout"] = options.timeout
     with contextlib.closing(transport), RegistryClient.for_reference(ref, **kwargs) as client:
         result = PushResult(ref, record.manifest_digest, 0)
-        job = _Job(store, client, ref.repository, mount_sources(record, ref), options, chunk, result)
+        job = _Job(
+            store, client, ref.repository, mount_sources(record, ref), options, chunk, result
+        )
         _push_blobs(job, blobs)
         data = store.blobs.read(record.manifest_digest)
         tag = ref.tag or "latest"
@@ -319,4 +325,3 @@ __all__ = [
     "destination",
     "push",
 ]
-

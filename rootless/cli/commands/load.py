@@ -10,6 +10,7 @@ from rootless.errors import UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.cli.main import Context
+    from rootless.image.archive import LoadProgress
 
 COMMAND = Command(
     "load",
@@ -45,7 +46,7 @@ def main(ctx: Context, parsed: Parsed) -> int:
     return 0
 
 
-def _progress(quiet: bool) -> object:
+def _progress(quiet: bool) -> LoadProgress | None:
     from rootless.cli.transfer_progress import make_transfer_progress
 
     return make_transfer_progress(quiet)

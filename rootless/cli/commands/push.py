@@ -38,9 +38,7 @@ bytes when set). The manifest is pushed unchanged, so the digest stays the same.
 
 def main(ctx: Context, parsed: Parsed) -> int:
     if not 1 <= len(parsed.args) <= 2:
-        raise UsageError(
-            "\"rootless push\" requires 1 or 2 arguments\nSee 'rootless push --help'."
-        )
+        raise UsageError("\"rootless push\" requires 1 or 2 arguments\nSee 'rootless push --help'.")
     from rootless.cli.commands.pull import _timeout, tls_option
     from rootless.cli.transfer_progress import make_transfer_progress
     from rootless.image.push import NoPushProgress, PushOptions, push
