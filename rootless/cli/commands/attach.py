@@ -30,8 +30,15 @@ def main(ctx: Context, p: Parsed) -> int:
         sock = connect(lifecycle.socket_path(c))
     except OSError as exc:
         raise ContainerError(f"cannot reach the monitor of {c.name}: {exc.strerror}") from exc
-    code = Session(sock, bool(run["tty"]), bool(run["interactive"]) and not p.no_stdin).run()  # type: ignore[index, attr-defined]
-    sock.close()
+    from rootless.runtime.runner import SignalForwarder
+
+    forwarder = SignalForwarder()
+    forwarder.pid = c.status().pid
+    try:
+        code = Session(sock, bool(run["tty"]), bool(run["interactive"]) and not p.no_stdin).run()  # type: ignore[index, attr-defined]
+    finally:
+        forwarder.restore()
+        sock.close()
     if code is None:
         return 0
     return code

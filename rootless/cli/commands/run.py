@@ -174,10 +174,17 @@ def attach_started(c: object, tty: bool, interactive: bool, on_exit: list[str] |
     from rootless.runtime import lifecycle
     from rootless.runtime.attach import Session
 
-    sock = lifecycle.start(c, attach=True, on_exit=on_exit)  # type: ignore[arg-type]
-    assert sock is not None
-    code = Session(sock, tty, interactive).run()
-    sock.close()
+    from rootless.runtime.runner import SignalForwarder
+
+    forwarder = SignalForwarder()  # docker's sig-proxy: our signals go to the container
+    try:
+        sock = lifecycle.start(c, attach=True, on_exit=on_exit)  # type: ignore[arg-type]
+        assert sock is not None
+        forwarder.pid = c.status().pid  # type: ignore[attr-defined]
+        code = Session(sock, tty, interactive).run()
+        sock.close()
+    finally:
+        forwarder.restore()
     if code is None:
         return 0
     return code
