@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("rootless.cli.commands.inspect", "Show low-level information as JSON"),
     "rename": ("rootless.cli.commands.rename", "Rename a container"),
     "diff": ("rootless.cli.commands.diff", "Inspect changes to files on a container's filesystem"),
+    "commit": ("rootless.cli.commands.commit", "Create a new image from a container's changes"),
     "container": ("rootless.cli.commands.container", "Manage containers"),
     "exec": ("rootless.cli.commands.exec", "Run a command in a running container"),
     "top": ("rootless.cli.commands.top", "Show the processes running in a container"),
