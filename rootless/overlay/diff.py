@@ -144,7 +144,8 @@ def container_layers(c: Container) -> tuple[str, list[str]]:
             hint="diff and commit work on containers created from images with the overlay driver",
         )
     layers_dir = str(c.config["layers_dir"])
-    lower = [os.path.join(layers_dir, str(x)) for x in c.config["lower"]]  # type: ignore[attr-defined]
+    # the short links (layers/l/<id> -> ../<hex>/diff) resolved: walks never follow symlinks
+    lower = [os.path.realpath(os.path.join(layers_dir, str(x))) for x in c.config["lower"]]  # type: ignore[attr-defined]
     return c.path("upper"), list(reversed(lower))
 
 

@@ -198,3 +198,38 @@ def test_commit_peers_read_the_image(cli, image, registry, tmp_path):
     subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", layout, f"docker://{dest}"],
                    capture_output=True, text=True, check=True)
     assert ok(cli.run("run", "--rm", "--pull=always", dest, "cat", "/peer")) == "peer\n"
+
+
+# ---------------------------------------------------------------- export
+
+
+def test_export_equals_merged_view(cli, image):
+    from pathlib import Path
+
+    tmp_path = Path(cli.mkdir("export"))
+    ok(cli.run("run", "--name", "ex", image, "sh", "-c", CHANGES))
+    out = tmp_path / "ex.tar"
+    ok(cli.run("export", "-o", str(out), "ex"))
+    with tarfile.open(out) as tar:
+        names = {m.name.rstrip("/") for m in tar.getmembers()}
+        motd = tar.extractfile("etc/motd").read()
+        data = tar.getmember("app/data")
+    assert motd == b"layer two\nmore\n"
+    for gone in ("del", "del/x", "keep/f", "opq/b", "opq/sub", "etc/hostname"):
+        assert gone not in names, gone
+    for present in ("added", "keep/g", "opq/a", "newdir/sub/f", "app/new", "bin/busybox", "etc/passwd"):
+        assert present in names, present
+    assert not any(n.split("/")[-1].startswith(".wh.") for n in names)
+    assert (data.uid, data.gid, data.mode) == (1000, 1000, 0o600)
+    # tar -t agrees (GNU tar reads it), and so does the container's own find
+    tar_t = subprocess.run(["tar", "-tf", str(out)], capture_output=True, text=True, check=True).stdout
+    assert {n.rstrip("/") for n in tar_t.split()} == names
+    script = CHANGES + "; find / -xdev | sed 's|^/||' | grep -v -e '^$' -e '^proc' -e '^sys' -e '^dev'"
+    found = set(ok(cli.run("run", "--rm", image, "sh", "-c", script)).split())
+    etc_mounts = {"etc/hosts", "etc/hostname", "etc/resolv.conf"}
+    assert names - etc_mounts - {"proc", "sys", "dev"} == found - etc_mounts
+    # stdout, and a clear error on a terminal-less bad container
+    raw = cli.run("export", "ex", input=b"").stdout
+    assert raw[:512] and len(raw) == out.stat().st_size
+    proc = cli.run("export", "nope")
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1
