@@ -109,6 +109,7 @@ class TarIndex:
         self.members: dict[str, tarfile.TarInfo] = {}
         size = os.fstat(fd).st_size
         with os.fdopen(os.dup(fd), "rb") as f:
+            f.seek(0)
             try:
                 with tarfile.open(fileobj=f, mode="r:") as tar:
                     for info in tar:

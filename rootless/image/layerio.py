@@ -301,10 +301,29 @@ def ingest_layer(
                 result.append(desc)
                 return UnpackResult(job.size, desc.digest, desc.size, desc.media_type)
 
-            store.layers.unpack(src.diff_id, job, finish)
+            try:
+                store.layers.unpack(src.diff_id, job, finish)
+            except OSError as exc:
+                raise _unpack_error(job, exc) from exc
             return result[0]
         finally:
             job.close()
+
+
+def _unpack_error(job: _Ingest, exc: OSError) -> BaseException:
+    """An unpack failure: a digest mismatch when the content is corrupt (the
+    usual cause of a bad tar header), else the unpacker's own error."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    try:
+        job.finish()
+    except DigestMismatchError as mismatch:
+        return mismatch
+    except Exception:  # noqa: BLE001 - report the original failure
+        pass
+    return ImageError(f"cannot unpack {job.src.what}: {exc}")
 
 
 def _existing(store: Store, src: LayerSource) -> Descriptor | None:
