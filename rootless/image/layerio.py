@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rootless import log
 from rootless.errors import DigestMismatchError, ImageError
 from rootless.image.types import (
     DOCKER_LAYER_GZIP,
@@ -321,8 +322,8 @@ def _unpack_error(job: _Ingest, exc: OSError) -> BaseException:
         job.finish()
     except DigestMismatchError as mismatch:
         return mismatch
-    except Exception:  # noqa: BLE001 - report the original failure
-        pass
+    except Exception as other:  # noqa: BLE001 - report the original failure
+        log.debug(f"after the unpack error: {other}")
     return ImageError(f"cannot unpack {job.src.what}: {exc}")
 
 

@@ -61,7 +61,8 @@ class Podman:
         ]  # fmt: skip
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=180)
+        argv = [*self.base, *args]
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=180)
         if check and proc.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")
         return proc
