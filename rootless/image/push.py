@@ -97,7 +97,8 @@ class TracingTransport:
 
     def send(self, request: Request) -> Response:
         response = self.inner.send(request)
-        path = urllib.parse.urlsplit(request.url).path
+        parts = urllib.parse.urlsplit(request.url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
         with self.lock:
             self.requests.append((request.method, path, response.status))
         log.debug(f"http {request.method} {path} -> {response.status}")
