@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("rootless.cli.commands.diff", "Inspect changes to files on a container's filesystem"),
     "commit": ("rootless.cli.commands.commit", "Create a new image from a container's changes"),
     "export": ("rootless.cli.commands.export", "Export a container's filesystem as a tar archive"),
+    "cp": ("rootless.cli.commands.cp", "Copy files between a container and the host"),
     "container": ("rootless.cli.commands.container", "Manage containers"),
     "exec": ("rootless.cli.commands.exec", "Run a command in a running container"),
     "top": ("rootless.cli.commands.top", "Show the processes running in a container"),

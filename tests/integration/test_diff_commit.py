@@ -233,3 +233,104 @@ def test_export_equals_merged_view(cli, image):
     assert raw[:512] and len(raw) == out.stat().st_size
     proc = cli.run("export", "nope")
     assert proc.returncode == 125 and proc.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- cp
+
+SHOW = "for p in /in.txt /indir/a /indir/sub/b /tmp/deep /evilout; do cat $p 2>/dev/null || echo no $p; done"
+
+
+def _host_tree(cli):
+    d = cli.mkdir("host")
+    with open(os.path.join(d, "in.txt"), "w") as f:
+        f.write("from host\n")
+    os.makedirs(os.path.join(d, "indir", "sub"))
+    for rel, text in (("indir/a", "a\n"), ("indir/sub/b", "b\n")):
+        with open(os.path.join(d, rel), "w") as f:
+            f.write(text)
+    os.chmod(os.path.join(d, "indir", "a"), 0o751)
+    for root, dirs, files in os.walk(d):
+        for n in dirs + files:
+            os.chown(os.path.join(root, n), cli.uid, cli.gid)
+    return d
+
+
+def test_cp_both_directions(cli, image):
+    host = _host_tree(cli)
+    ok(cli.run("run", "--name", "cp1", image, "sh", "-c", CHANGES))
+    # out: a file into an existing dir, a dir to a new name, a dir's content
+    ok(cli.run("cp", "cp1:/etc/motd", host + "/"))
+    assert open(os.path.join(host, "motd")).read() == "layer two\nmore\n"
+    ok(cli.run("cp", "cp1:/keep", os.path.join(host, "kept")))
+    assert sorted(os.listdir(os.path.join(host, "kept"))) == ["g"]
+    os.mkdir(os.path.join(host, "content"))
+    os.chown(os.path.join(host, "content"), cli.uid, cli.gid)
+    ok(cli.run("cp", "cp1:/opq/.", os.path.join(host, "content")))
+    assert os.listdir(os.path.join(host, "content")) == ["a"]
+    ok(cli.run("cp", "cp1:/app/data", host))  # a 0700 dir of uid 1000 inside
+    assert open(os.path.join(host, "data")).read() == "secret\n"
+    st = os.stat(os.path.join(host, "data"))
+    assert st.st_uid == cli.uid  # copied out: the caller's
+    # in: a file, a directory; then the container sees them
+    ok(cli.run("cp", os.path.join(host, "in.txt"), "cp1:/"))
+    ok(cli.run("cp", os.path.join(host, "indir"), "cp1:/indir"))
+    ok(cli.run("create", "--name", "cp2", image, "sh", "-c", SHOW))
+    ok(cli.run("cp", os.path.join(host, "in.txt"), "cp2:/in.txt"))
+    out = ok(cli.run("start", "-a", "cp2"))
+    assert out.startswith("from host\nno /indir/a\n")
+    diff = ok(cli.run("diff", "cp1")).splitlines()
+    assert {"A /in.txt", "A /indir", "A /indir/a", "A /indir/sub/b"} <= set(diff)
+    members = {m.name: m for m in _export_members(cli, "cp1")}
+    assert members["indir/a"].mode == 0o751 and (members["indir/a"].uid, members["indir/a"].gid) == (0, 0)
+    # errors: one line, exit 125
+    for args in (("cp1:/nope", host), (os.path.join(host, "indir"), "cp1:/etc/motd"),
+                 ("cp1:/etc/motd", os.path.join(host, "missing") + "/")):
+        proc = cli.run("cp", *args)
+        assert proc.returncode == 125 and proc.stderr.count("\n") == 1, (args, proc.stderr)
+
+
+def _export_members(cli, name):
+    d = cli.mkdir(f"exp-{name}")
+    ok(cli.run("export", "-o", os.path.join(d, "x.tar"), name))
+    with tarfile.open(os.path.join(d, "x.tar")) as tar:
+        return tar.getmembers()
+
+
+def test_cp_symlinks_never_leave_the_container(cli, image):
+    host = _host_tree(cli)
+    secret = os.path.join(host, "in.txt")  # exists on the host, not in the container
+    # the container's links: to /, up and out, and a dir link
+    setup = "ln -s / /evil; ln -s ../../../.. /up; mkdir /d && ln -s /tmp /d/t"
+    ok(cli.run("run", "--name", "ev2", image, "sh", "-c", setup + "; " + SHOW))
+    for src in (f"ev2:/evil{secret}", f"ev2:/up{secret}", f"ev2:/d/t/../../..{secret}"):
+        proc = cli.run("cp", src, os.path.join(host, "stolen"))
+        assert proc.returncode == 125, src
+        assert not os.path.exists(os.path.join(host, "stolen"))
+    # writes through links land inside the container
+    ok(cli.run("cp", secret, "ev2:/up/tmp/deep"))
+    ok(cli.run("cp", secret, "ev2:/d/t/../../evilout"))
+    proc = cli.run("cp", secret, f"ev2:/evil{host}/pwned")
+    assert proc.returncode == 125
+    assert not os.path.exists(os.path.join(host, "pwned"))
+    assert not os.path.exists("/evilout") and not os.path.exists("/tmp/deep")
+    diff = ok(cli.run("diff", "ev2")).splitlines()
+    assert "A /tmp/deep" in diff and "A /evilout" in diff
+    # a symlink is copied as itself
+    ok(cli.run("cp", "ev2:/evil", os.path.join(host, "link")))
+    assert os.readlink(os.path.join(host, "link")) == "/"
+
+
+def test_cp_into_running_container(cli, image):
+    host = _host_tree(cli)
+    ok(cli.run("run", "-d", "--name", "run1", image, "sh", "-c",
+               "while [ ! -f /in.txt ]; do sleep 0.05; done; cat /in.txt"))
+    ok(cli.run("cp", os.path.join(host, "in.txt"), "run1:/in.txt"))
+    assert ok(cli.run("wait", "run1")).strip() == "0"
+    assert ok(cli.run("logs", "run1")) == "from host\n"
+    ok(cli.run("run", "-d", "--name", "run2", image, "sh", "-c", "echo made > /made; sleep 60"))
+    deadline = __import__("time").monotonic() + 20
+    while cli.run("cp", "run2:/made", os.path.join(host, "made")).returncode != 0:
+        assert __import__("time").monotonic() < deadline
+        __import__("time").sleep(0.05)
+    assert open(os.path.join(host, "made")).read() == "made\n"
+    ok(cli.run("rm", "-f", "run2"))
