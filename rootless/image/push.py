@@ -70,6 +70,7 @@ class PushOptions:
     jobs: int = DEFAULT_JOBS
     retries: int = DEFAULT_RETRIES
     timeout: float | None = None
+    transport: Transport | None = None  # tests plug a fake registry here
 
 
 @dataclass
@@ -299,7 +300,7 @@ def push(
     from rootless.image.registry import RegistryClient
     from rootless.image.transport import HTTPTransport
 
-    transport = TracingTransport(HTTPTransport())
+    transport = TracingTransport(options.transport or HTTPTransport())
     kwargs: dict[str, object] = {"tls_verify": options.tls_verify, "transport": transport}
     if options.timeout is not None:
         kwargs["timeout"] = options.timeout
