@@ -97,11 +97,15 @@ def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bo
         except BaseException:
             child.abort()
             os.waitpid(child.pid, 0)
+            if runner.TIMINGS is not None:
+                runner.TIMINGS.phase("namespace setup")
             raise
         for fd in child_ends:
             os.close(fd)
         if tty:
             mon_args += ["--pty-fd", str(child.pty_fd)]
+            if runner.TIMINGS is not None:
+                runner.TIMINGS.phase("exec")
         start = state.pid_start_time(child.pid)
         state.atomic_write_json(c.run_path("state.json"), {
             "pid": child.pid, "pid_start": start, "monitor_pid": os.getpid(), "started_at": time.time(),
@@ -125,7 +129,8 @@ def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bo
                     os.set_inheritable(int(a), True)
                 except OSError:
                     pass
-        _report(report_fd, {"ok": True, "pid": child.pid})
+        _report(report_fd, {"ok": True, "pid": child.pid, **(
+            {"timings": runner.TIMINGS.phases} if runner.TIMINGS is not None else {})})
         os.close(report_fd)
         null = os.open("/dev/null", os.O_RDWR)
         for i in (0, 1, 2):
@@ -206,6 +211,11 @@ def signal_container(c: Container, sig: int) -> None:
     st = c.status()
     if not st.running:
         raise ContainerError(f"container {c.name} is not running")
+    from rootless.runtime import runner
+
+    if runner.TIMINGS is not None:  # the phases the monitor measured
+        runner.TIMINGS.phases = []
+        runner.TIMINGS.adopt(result.get("timings"))
     try:
         os.kill(st.pid, sig)
     except ProcessLookupError:

@@ -23,9 +23,16 @@ from rootless.runtime import idmap, mounts, users
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.native.spawn import MountOp
+    from rootless.runtime.timings import Timings
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT")
+# A foreground container still alive this long after a forwarded SIGTERM/SIGINT/SIGHUP
+# is killed: its PID 1 ignores signals it has no handler for, and Slurm's scancel
+# (SIGTERM, then SIGKILL after KillWait, 30 s by default) must stop it.
+KILL_GRACE = float(os.environ.get("ROOTLESS_KILL_GRACE") or 10)
+# `run --timings` sets this to a timings.Timings; None (the default) costs one test.
+TIMINGS: Timings | None = None
 
 
 class RunOptions:
@@ -48,6 +55,10 @@ class RunOptions:
         self.init = False
         self.keep_id = False
         self.fakeroot = False
+        self.host_env: list[str] = []  # --env-host: the host's variables, resolved at create
+        self.home: str | None = None  # --home: the host home, bound at its path
+        self.devices: list[str] = []  # --device (paths or CDI names)
+        self.gpus: str | None = None  # --gpus
         self.container_id = os.urandom(32).hex()
         self.runroot = ""
         # Set by the container lifecycle (image-based containers):
@@ -57,7 +68,8 @@ class RunOptions:
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
-                "read_only", "network", "interactive", "tty", "init", "keep_id", "image_env", "fakeroot")
+                "read_only", "network", "interactive", "tty", "init", "keep_id", "image_env", "fakeroot",
+                "host_env", "home", "devices", "gpus")
         return {k: getattr(self, k) for k in keys}
 
     @classmethod
@@ -105,7 +117,8 @@ def build_env(opts: RunOptions, user: users.User, hostname: str) -> list[str]:
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": user.home}
     if opts.tty:
         env["TERM"] = "xterm"
-    entries = list(opts.image_env) + [e for f in opts.env_files for e in read_env_file(f)] + opts.env
+    entries = list(opts.host_env) + list(opts.image_env)
+    entries += [e for f in opts.env_files for e in read_env_file(f)] + opts.env
     for item in entries:
         key, eq, value = item.partition("=")
         if not key:
@@ -114,6 +127,8 @@ def build_env(opts: RunOptions, user: users.User, hostname: str) -> list[str]:
             env[key] = value
         elif key in os.environ:
             env[key] = os.environ[key]
+    if opts.home:
+        env["HOME"] = opts.home
     return [f"{k}={v}" for k, v in env.items()]
 
 
@@ -205,10 +220,24 @@ class SignalForwarder:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
+            import _signal
+
+            if sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP) and KILL_GRACE > 0:
+                self.saved.setdefault(_signal.SIGALRM, _signal.signal(_signal.SIGALRM, self._kill))
+                _signal.setitimer(_signal.ITIMER_REAL, KILL_GRACE)
+
+    def _kill(self, sig: int, frame: object) -> None:
+        if self.pid > 0:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
 
     def restore(self) -> None:
         import _signal
 
+        if _signal.SIGALRM in self.saved:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
         for sig, handler in self.saved.items():
             _signal.signal(sig, handler)
 
@@ -230,6 +259,8 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     if not opts.argv:
         raise UsageError("no command given: pass one after the options (e.g. `sh`)")
     volumes = [parse_volume(v) for v in opts.volumes]
+    if opts.home:
+        volumes.insert(0, mounts.Volume(opts.home, opts.home, False, False))
     user = users.resolve(rootfs, opts.user)
     mapping = idmap.plan(opts.keep_id and opts.user is None, user.uid, user.gid)
     if opts.keep_id and opts.user is None:
@@ -263,6 +294,7 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
         + mounts.base_mounts(not host_net, pts_gid)
         + (mounts.fakeroot_mounts() if opts.fakeroot else [])
         + etc_ops
+        + _device_mounts(opts, cfg)
         + mounts.volume_mounts(volumes)
         + mounts.tmpfs_mounts(opts.tmpfs)
     )
@@ -287,7 +319,20 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
         flags |= SF_TTY
         cfg.tty_rows, cfg.tty_cols = window_size(0 if os.isatty(0) else 1)
     cfg.sflags = flags
+    if TIMINGS is not None:
+        TIMINGS.phase("rootfs setup")
     return cfg, mapping, state_dir
+
+
+def _device_mounts(opts: RunOptions, cfg: object) -> list[MountOp]:
+    """--gpus and --device: their mount ops; their variables go into cfg.env."""
+    if not opts.gpus and not opts.devices:
+        return []
+    from rootless.runtime import gpu
+
+    plan = gpu.plan(opts.gpus, opts.devices)
+    cfg.env = gpu.merge_env(cfg.env, plan.env)  # type: ignore[attr-defined]
+    return plan.ops
 
 
 def run(opts: RunOptions) -> int:
@@ -309,7 +354,11 @@ def run(opts: RunOptions) -> int:
         forwarder.pid = child.pid
         try:
             idmap.apply(mapping, child.pid)
+            if TIMINGS is not None:
+                TIMINGS.phase("namespace setup")
             child.resume()
+            if TIMINGS is not None:
+                TIMINGS.phase("exec")
         except BaseException as exc:
             child.abort()
             wait_exit_code(child.pid)

@@ -41,11 +41,19 @@ CONTAINER_OPTS = [
     Opt("--platform", VALUE, "platform of the image to pull, e.g. linux/arm64", metavar="OS/ARCH"),
     Opt("--tls-verify", FLAG, "verify the registry's TLS certificate (default true)", default=True),
     Opt("--publish,-p", LIST, "ignored: containers share the host network", metavar="PORTS"),
+    Opt("--env-host", FLAG, "pass the host's environment (less PATH, HOME, LD_* and session "
+        "variables; see docs/hpc.md); -e also takes globs like 'SLURM_*'"),
+    Opt("--home", FLAG, "bind your home directory at the same path and set HOME to it"),
+    Opt("--gpus", VALUE, "NVIDIA GPUs: all, a count, or device=0,1 (devices, driver libraries "
+        "and nvidia-smi are bound in)", metavar="GPUS"),
+    Opt("--device", LIST, "add a host device node, or a CDI device (vendor.com/class=name)",
+        metavar="/dev/X[:/dev/Y][:rwm]"),
 ]
 
 RUN_OPTS = CONTAINER_OPTS + [
     Opt("--detach,-d", FLAG, "run in the background and print the container id"),
     Opt("--rm", FLAG, "remove the container when it exits"),
+    Opt("--timings", FLAG, "print how long each start-up phase took, to stderr"),
 ]
 
 DESCRIPTION = """\
@@ -95,12 +103,41 @@ def options_from(p: Parsed, argv: list[str], rootfs: str, ctx: Context) -> RunOp
     if opts.workdir is not None and not opts.workdir.startswith("/"):
         raise UsageError(f"the working directory {opts.workdir!r} must be an absolute path")
     opts.runroot = ctx.runroot
+    hpc = p.env_host or p.home or p.gpus or p.device  # type: ignore[attr-defined]
+    if hpc or any("*" in e or "?" in e for e in opts.env):
+        _hpc_options(p, opts)
     # validate volumes now: a bad spec fails at create, not at start
     from rootless.runtime.runner import parse_volume
 
-    for v in opts.volumes:
-        parse_volume(v)
+    vols = [parse_volume(v) for v in opts.volumes]
+    if opts.workdir is None and (opts.home or any(v.source == v.target for v in vols)):
+        # the current directory, when it is bound at the same path (apptainer's rule)
+        from rootless.runtime.hpcenv import default_workdir
+
+        binds = [(v.source, v.target) for v in vols] + ([(opts.home, opts.home)] if opts.home else [])
+        opts.workdir = default_workdir(binds)
     return opts
+
+
+def _hpc_options(p: Parsed, opts: RunOptions) -> None:
+    """--env-host, -e GLOB, --home, --gpus, --device (resolved now, persisted as values)."""
+    from rootless.runtime import hpcenv
+
+    if p.env_host:  # type: ignore[attr-defined]
+        opts.host_env = hpcenv.host_env()
+    opts.env = hpcenv.expand_env(opts.env)
+    if p.home:  # type: ignore[attr-defined]
+        opts.home = hpcenv.home_dir()
+    opts.gpus = p.gpus or None  # type: ignore[attr-defined]
+    opts.devices = list(p.device)  # type: ignore[attr-defined]
+    if opts.gpus or opts.devices:
+        from rootless.runtime import gpu
+
+        if opts.gpus:
+            gpu.parse_gpus(opts.gpus)
+        for d in opts.devices:
+            if not gpu.CDI_NAME.match(d):
+                gpu.parse_device(d)
 
 
 def create_from_args(ctx: Context, p: Parsed) -> tuple[object, RunOptions]:
@@ -124,6 +161,10 @@ def create_from_args(ctx: Context, p: Parsed) -> tuple[object, RunOptions]:
 
         image = resolve(ctx, args.pop(0), str(p.pull), p.get("platform"),  # type: ignore[attr-defined]
                         bool(p.tls_verify))  # type: ignore[attr-defined]
+        from rootless.runtime.runner import TIMINGS
+
+        if TIMINGS is not None:
+            TIMINGS.phase("image resolve")
         if image.exposed_ports:
             log.info("ExposedPorts are ignored: containers share the host network")
     if p.publish:  # type: ignore[attr-defined]
@@ -155,6 +196,19 @@ def _fast_run(ctx: Context, p: Parsed) -> int:
 
 
 def main(ctx: Context, p: Parsed) -> int:
+    if not p.timings:  # type: ignore[attr-defined]
+        return _main(ctx, p)
+    from rootless.runtime import runner
+    from rootless.runtime.timings import Timings
+
+    runner.TIMINGS = t = Timings()
+    code = _main(ctx, p)
+    t.phase("run")
+    t.report()
+    return code
+
+
+def _main(ctx: Context, p: Parsed) -> int:
     rootfs = p.get("rootfs")
     if p.rm and not p.detach and isinstance(rootfs, str) and rootfs:  # type: ignore[attr-defined]
         return _fast_run(ctx, p)
