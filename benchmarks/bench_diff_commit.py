@@ -61,13 +61,14 @@ class Runner:
             self.env["HOME"] = work
 
     def lines(self, *args: str) -> int:
-        out = subprocess.run(self.prefix + [ROOTLESS, *args], env=self.env, capture_output=True, text=True)
+        out = subprocess.run(self.prefix + [ROOTLESS, *args], env=self.env, capture_output=True, text=True,
+                             check=False)
         return len(out.stdout.splitlines())
 
     def __call__(self, *args: str) -> float:
         t0 = time.perf_counter()
-        proc = subprocess.run(self.prefix + [ROOTLESS, *args], env=self.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(self.prefix + [ROOTLESS, *args], env=self.env, capture_output=True,
+                              text=True, check=False)
         dt = time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(f"rootless {' '.join(args)} failed: {proc.stderr.strip()}")

@@ -144,15 +144,25 @@ def test_commit_round_trip(cli, image):
     assert len(data["RootFS"]["Layers"]) == 3
 
 
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def _last_layer(cli, name):
     """name -> TarInfo of the newest layer of image `name`, read from the store's OCI layout."""
     def blob(digest):
         return os.path.join(cli.store, "blobs", "sha256", digest.split(":", 1)[1])
 
-    index = json.load(open(os.path.join(cli.store, "index.json")))
+    index = _json(os.path.join(cli.store, "index.json"))
     entry = next(m for m in index["manifests"]
                  if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == name)
-    manifest = json.load(open(blob(entry["digest"])))
+    manifest = _json(blob(entry["digest"]))
     assert manifest["layers"][-1]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
     with tarfile.open(blob(manifest["layers"][-1]["digest"]), "r:gz") as tar:
         return {m.name.rstrip("/"): m for m in tar.getmembers()}
@@ -260,7 +270,7 @@ def test_cp_both_directions(cli, image):
     ok(cli.run("run", "--name", "cp1", image, "sh", "-c", CHANGES))
     # out: a file into an existing dir, a dir to a new name, a dir's content
     ok(cli.run("cp", "cp1:/etc/motd", host + "/"))
-    assert open(os.path.join(host, "motd")).read() == "layer two\nmore\n"
+    assert _read(os.path.join(host, "motd")) == "layer two\nmore\n"
     ok(cli.run("cp", "cp1:/keep", os.path.join(host, "kept")))
     assert sorted(os.listdir(os.path.join(host, "kept"))) == ["g"]
     os.mkdir(os.path.join(host, "content"))
@@ -268,7 +278,7 @@ def test_cp_both_directions(cli, image):
     ok(cli.run("cp", "cp1:/opq/.", os.path.join(host, "content")))
     assert os.listdir(os.path.join(host, "content")) == ["a"]
     ok(cli.run("cp", "cp1:/app/data", host))  # a 0700 dir of uid 1000 inside
-    assert open(os.path.join(host, "data")).read() == "secret\n"
+    assert _read(os.path.join(host, "data")) == "secret\n"
     st = os.stat(os.path.join(host, "data"))
     assert st.st_uid == cli.uid  # copied out: the caller's
     # in: a file, a directory; then the container sees them
@@ -332,5 +342,5 @@ def test_cp_into_running_container(cli, image):
     while cli.run("cp", "run2:/made", os.path.join(host, "made")).returncode != 0:
         assert __import__("time").monotonic() < deadline
         __import__("time").sleep(0.05)
-    assert open(os.path.join(host, "made")).read() == "made\n"
+    assert _read(os.path.join(host, "made")) == "made\n"
     ok(cli.run("rm", "-f", "run2"))
