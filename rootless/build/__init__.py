@@ -1,0 +1,1 @@
+"""`rootless build`: Dockerfile parsing, build context, cache and the builder."""
