@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("rootless.cli.commands.save", "Save images to a tar archive"),
     "import": ("rootless.cli.commands.import_", "Create an image from a rootfs tarball"),
     "push": ("rootless.cli.commands.push", "Upload an image to a registry"),
+    "build": ("rootless.cli.commands.build", "Build an image from a Dockerfile"),
 }
 
 GLOBAL_HELP = """\
@@ -63,6 +64,8 @@ Global options:
   --root DIR         persistent store (default $ROOTLESS_ROOT, else $XDG_DATA_HOME/rootless,
                      else ~/.local/share/rootless)
   --runroot DIR      volatile state (default $XDG_RUNTIME_DIR/rootless, else /tmp/rootless-UID)
+  --storage-driver D overlay, fuse-overlayfs or vfs for new containers (default: probed;
+                     also $ROOTLESS_STORAGE_DRIVER)
   --log-level LEVEL  debug, info, warning (default) or error
   -v, --version      print the version and exit
   -h, --help         print this help
@@ -77,9 +80,10 @@ Run 'rootless COMMAND --help' for more information on a command.
 class Context:
     """What every command shares: store locations and logging."""
 
-    def __init__(self, root: str | None, runroot: str | None) -> None:
+    def __init__(self, root: str | None, runroot: str | None, storage_driver: str | None = None) -> None:
         self._root = root
         self._runroot = runroot
+        self.storage_driver = storage_driver
 
     @property
     def root(self) -> str:
@@ -114,7 +118,7 @@ def _global_help() -> str:
 
 
 def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
-    root = runroot = None
+    root = runroot = driver = None
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         arg = argv[i]
@@ -125,6 +129,8 @@ def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
         elif name == "--runroot":
             runroot, i = _take_value(argv, i, name)
             runroot = os.path.abspath(runroot)
+        elif name == "--storage-driver":
+            driver, i = _take_value(argv, i, name)
         elif name == "--log-level":
             level, i = _take_value(argv, i, name)
             from rootless import log
@@ -133,12 +139,12 @@ def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
                 raise UsageError(f"invalid log level {level!r}: choose debug, info, warning or error")
             log.set_level(level)
         elif arg in ("-v", "--version"):
-            return Context(root, runroot), ["version"]
+            return Context(root, runroot, driver), ["version"]
         elif arg in ("-h", "--help"):
-            return Context(root, runroot), ["help"]
+            return Context(root, runroot, driver), ["help"]
         else:
             raise UsageError(f"unknown flag: {arg}\nSee 'rootless --help'.")
-    return Context(root, runroot), argv[i:]
+    return Context(root, runroot, driver), argv[i:]
 
 
 def dispatch(argv: list[str], ctx: Context | None = None) -> int:
