@@ -370,10 +370,13 @@ def _config(
     from rootless.image.manifest import parse_image_config
 
     desc = manifest.config
-    if store.blobs.has(desc.digest, desc.size):
-        data = store.blobs.read(desc.digest)
-    else:
-        data = client.fetch_blob(ref.repository, desc.digest, desc.size)
+    # under a lock, and kept at once: concurrent pulls (srun -n 4) fetch it once
+    with store.layers.lock(desc.digest):
+        if store.blobs.has(desc.digest, desc.size):
+            data = store.blobs.read(desc.digest)
+        else:
+            data = client.fetch_blob(ref.repository, desc.digest, desc.size)
+            store.blobs.put(data, desc.digest)
     config = parse_image_config(data, context=f"config of {ref}")
     if len(config.diff_ids) != len(manifest.layers):
         raise ManifestError(
@@ -449,9 +452,9 @@ def _pull(store: Store, ref: Reference, options: PullOptions) -> PullResult:
         ) as client,
     ):
         manifest, manifest_bytes, digest, top_digest = _resolve_manifest(client, ref, options)
-        config, config_bytes = _config(store, client, ref, manifest)
         job = _Job(store, client, ref.repository, options.progress)
         with store.lock(shared=True):
+            config, config_bytes = _config(store, client, ref, manifest)
             pairs = list(zip(manifest.layers, config.diff_ids, strict=True))
             missing = []
             for desc, diff_id in pairs:
