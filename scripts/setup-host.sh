@@ -30,6 +30,8 @@ APT_PACKAGES=(
     busybox-static docker-registry skopeo umoci podman crun runc conmon
     bubblewrap charliecloud-runtime catatonit slirp4netns containernetworking-plugins
     debootstrap pigz zstd squashfs-tools apache2-utils openssl iproute2
+    # HPC tests: Slurm, MPI (tests/integration/test_hpc.py)
+    slurm-wlm munge openmpi-bin libopenmpi-dev
     # benchmarks
     hyperfine
 )
