@@ -94,13 +94,6 @@ class StageRun:
     cmd_set: bool = False
 
 
-class _Ctx:
-    """What imagesource.resolve needs from the CLI context."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-
 class Builder:
     def __init__(self, opts: BuildOptions, store: Store, context: Context, out: TextIO) -> None:
         self.opts = opts
@@ -257,16 +250,30 @@ class Builder:
         return self._image_state(stage.base, stage.platform or self.opts.platform, stage.from_ins)
 
     def _image_state(self, ref: str, plat: str | None, ins: Instruction) -> State:
-        import copy
-
-        from rootless.runtime.imagesource import resolve
+        from rootless.store.store import NoSuchImageError
 
         try:
-            img = resolve(_Ctx(self.opts.root), ref, "always" if self.opts.pull else "missing",  # type: ignore[arg-type]
-                          plat, True)
+            if self.opts.pull:
+                self._pull(ref, plat)
+            try:
+                record = self.store.image(ref)
+            except NoSuchImageError:
+                self._pull(ref, plat)
+                record = self.store.image(ref)
+            self.store.layer_dirs(record)  # every layer complete
+            cfg = json.loads(self.store.blobs.read(record.config_digest))
         except RootlessError as exc:
             raise RootlessError(f"{ins.path}:{ins.line}: {exc.message}", hint=exc.hint) from exc
-        return State(copy.deepcopy(img.config_json), "sha256:" + img.id)
+        if not isinstance(cfg, dict):
+            raise ins.error(f"the image config of {ref} is not a JSON object")
+        return State(cfg, record.config_digest)
+
+    def _pull(self, ref: str, plat: str | None) -> None:
+        from rootless.cli.commands.pull import _timeout
+        from rootless.image.pull import PullOptions, pull
+
+        self.say(f"Pulling {ref}")
+        pull(self.store, ref, PullOptions(platform=plat, timeout=_timeout()))
 
     def _onbuild(self, run: StageRun) -> None:
         from rootless.build.dockerfile import parse_instruction

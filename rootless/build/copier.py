@@ -16,6 +16,7 @@ container ids. Destinations are resolved through symlinks inside the image
 
 from __future__ import annotations
 
+import copy
 import os
 import posixpath
 import stat
@@ -368,7 +369,8 @@ def _extract(w: _Writer, archive: str) -> None:
             name = posixpath.normpath("/" + member.name).lstrip("/")
             if not name or name == ".":
                 continue
-            ti = member.replace(name=f"{dest}/{name}" if dest else name, deep=False)
+            ti = copy.copy(member)
+            ti.name = f"{dest}/{name}" if dest else name
             if member.islnk():
                 ln = posixpath.normpath("/" + member.linkname).lstrip("/")
                 ti.linkname = f"{dest}/{ln}" if dest else ln
@@ -394,19 +396,27 @@ def write_layer(job: CopyJob, out_fd: int) -> int:
     """Write the layer tar for `job` to `out_fd`; returns the member count."""
     with os.fdopen(out_fd, "wb", buffering=1 << 20, closefd=False) as out:
         w = _Writer(out, job)
-        if job.owner_spec:
-            try:
-                uid, gid, _ = resolve_user(w.below, job.owner_spec)
-            except LookupError as exc:
-                raise CopyError(f"--chown={job.owner_spec}: {exc}") from None
-            job.owner = (uid, gid)
-        if job.mkdir_only:
-            rel = w.below.resolve(job.dest.strip("/"), follow_last=True)
-            if not w.existing_dir(rel):
-                w.ensure_dir(rel, new_owner=(0, 0))
-        else:
-            job.dest = "/" + _resolve_dest(w, job.dest.strip("/"))
-            for item in job.items:
-                _copy_item(w, item)
-        w.tar.close()
-        return w.count
+        try:
+            return _write(w, job)
+        except BaseException:
+            w.tar.fileobj.closed = True  # type: ignore[attr-defined]  # nothing more is written
+            raise
+
+
+def _write(w: _Writer, job: CopyJob) -> int:
+    if job.owner_spec:
+        try:
+            uid, gid, _ = resolve_user(w.below, job.owner_spec)
+        except LookupError as exc:
+            raise CopyError(f"--chown={job.owner_spec}: {exc}") from None
+        job.owner = (uid, gid)
+    if job.mkdir_only:
+        rel = w.below.resolve(job.dest.strip("/"), follow_last=True)
+        if not w.existing_dir(rel):
+            w.ensure_dir(rel, new_owner=(0, 0))
+    else:
+        job.dest = "/" + _resolve_dest(w, job.dest.strip("/"))
+        for item in job.items:
+            _copy_item(w, item)
+    w.tar.close()
+    return w.count
