@@ -158,9 +158,9 @@ def key_values(ins: Instruction, env: dict[str, str], escape: str) -> list[tuple
     if not value:
         raise ins.error(f"{ins.keyword} requires at least one argument")
     first = value.split(None, 1)[0]
-    if "=" not in first:
+    if "=" not in first and ins.keyword == "ENV":
         key, _, rest = value.partition(" ")
-        if ins.keyword == "LABEL" or not rest.strip():
+        if not rest.strip():
             raise ins.error(f"{ins.keyword} must have two arguments: {ins.keyword} KEY=VALUE")
         return [(key, _expand1(rest.strip(), env, escape, where))]
     pairs = []

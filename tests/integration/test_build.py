@@ -204,8 +204,9 @@ def test_every_instruction(cli: CLI, base: str, http_file: str, registry: Regist
         "shell-form via SHELL", "1000", "tool-ok", "a.conf", "b.conf", "/srv/app", "0",
     ]
     owners = run_sh(cli, "everything:1", OWNERS).splitlines()
-    for line in EXPECTED_OWNERS:
-        assert line in owners, owners
+    if cli.has_subids:  # a single-id container shows every file as its root's
+        for line in EXPECTED_OWNERS:
+            assert line in owners, owners
     if cli.has_subids:  # chown in RUN is real with subordinate ids
         assert "/srv/app/run.txt 1000:50 644" in owners, owners
     history = json.loads(ok(cli.run("image", "inspect", "everything:1")))[0]
@@ -221,8 +222,10 @@ def test_every_instruction(cli: CLI, base: str, http_file: str, registry: Regist
         owners_in_layers = _layer_owners(copy_dir)
     finally:
         shutil.rmtree(copy_dir, ignore_errors=True)
-    assert owners_in_layers["etc/app/secret.txt"] == (1000, 50, 0o640)
-    assert owners_in_layers["opt/app/data.txt"] == (33, 33, 0o755)
+    for line in EXPECTED_OWNERS:  # recorded in the layers, whoever built them
+        path, owner, mode = line.split()
+        uid, gid = owner.split(":")
+        assert owners_in_layers[path.lstrip("/")] == (int(uid), int(gid), int(mode, 8)), path
     ok(cli.run("rmi", "everything:1"))
     ok(cli.run("pull", "-q", dest, timeout=120))
     assert run_sh(cli, dest, OWNERS).splitlines() == owners
@@ -382,7 +385,8 @@ def test_network_none(cli: CLI, base: str) -> None:
 APT_DF = """\
 FROM {debian}
 RUN apt-get update && apt-get install -y --no-install-recommends hello && rm -rf /var/lib/apt/lists/*
-RUN useradd -u 4242 -m builder && mkdir /data && chown builder:builder /data
+RUN echo 'builder:x:4242:4242::/home/builder:/bin/sh' >> /etc/passwd && echo 'builder:x:4242:' >> /etc/group \
+    && mkdir -p /home/builder /data && chown builder:builder /data
 COPY --chown=builder:builder notes.txt /home/builder/notes.txt
 USER builder
 CMD ["hello"]
