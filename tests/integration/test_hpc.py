@@ -40,7 +40,11 @@ def fake_nvidia():
 
 @pytest.fixture(scope="session")
 def debian():
-    return debian_tree()
+    """The shared (root-owned) Debian tree, with the mount point --gpus needs made in
+    advance: users other than its owner cannot create folders in it."""
+    tree = debian_tree()
+    os.makedirs(os.path.join(tree, "usr", "local", "nvidia"), exist_ok=True)
+    return tree
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +132,8 @@ def test_env_globs(cli, busybox_rootfs):
     assert not any(x.startswith(("SLURMX=", "NOPE_")) for x in lines)
 
 
-def test_home_and_default_workdir(cli, busybox_rootfs):
+def test_home_and_default_workdir(cli):
+    busybox_rootfs = cli.rootfs()  # mount points are made in it
     home = cli.mkdir("home")
     work = os.path.join(home, "project")
     os.mkdir(work)
@@ -324,12 +329,12 @@ def test_mpirun_pingpong_in_containers(cli, mpi_tree):
     # vader (shared memory) across two containers crashes: every rank is PID 1 of its own
     # PID namespace (see docs/hpc.md); TCP over the host network works.
     argv = ["mpirun", "-np", "2", "--oversubscribe", "--mca", "btl", "self,tcp",
-            ROOTLESS_BIN, "run", "--rm", "--env-host", "-e", "OMPI_*", "-e", "PMIX_*",
+            ROOTLESS_BIN, "run", "--rm", "--userns=keep-id", "--env-host", "-e", "OMPI_*", "-e", "PMIX_*",
             "-v", "/dev/shm:/dev/shm", "-v", f"{TEST_TMPDIR}:{TEST_TMPDIR}",
             "--rootfs", mpi_tree, binary]  # fmt: skip
     if cli.name == "root":
         argv[1:1] = ["--allow-run-as-root"]
-    proc = as_user(cli, argv, env={"TMPDIR": TEST_TMPDIR, "OMPI_MCA_plm_rsh_agent": ""}, timeout=300)
+    proc = as_user(cli, argv, env={"TMPDIR": TEST_TMPDIR, "OMPI_MCA_plm_rsh_agent": ""}, timeout=120)
     out = ok(proc)
     ranks = sorted(re.findall(r"^rank (\d) of 2 on \S+: last (\d+)", out, re.M))
     assert ranks == [("0", "1099"), ("1", "1099")], out + proc.stderr
@@ -392,7 +397,8 @@ def test_device_option(cli, busybox_rootfs, fake_nvidia):
     one_error_line(cli.run("run", "--rm", "--device", f"{node}:/dev/x:rwz", "--rootfs", busybox_rootfs, "true"))
 
 
-def test_cdi_spec(cli, busybox_rootfs, debian, fake_nvidia):
+def test_cdi_spec(cli, fake_nvidia):
+    busybox_rootfs = cli.rootfs()  # mount points are made in it
     cdi = cli.mkdir("cdi")
     spec = {
         "cdiVersion": "0.6.0",
