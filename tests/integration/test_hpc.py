@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -59,13 +60,13 @@ def hpc_image(registry, busybox_rootfs, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bin_dir(tmp_path_factory):
+def bin_dir():
     """A PATH folder where `rootless` is the CLI under test (job scripts call it by name)."""
-    d = tmp_path_factory.mktemp("bin")
+    d = tempfile.mkdtemp(prefix="rl-bin-", dir=TEST_TMPDIR)
     os.chmod(d, 0o755)
-    os.chmod(os.path.dirname(d), 0o755)
     os.symlink(ROOTLESS_BIN, os.path.join(d, "rootless"))
-    return str(d)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def ok(proc):
