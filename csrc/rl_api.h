@@ -48,6 +48,9 @@ struct rl_idmap {
 #define RL_OP_REMOUNT_RO 5 /* make the mount at target read-only ("" or "/" = the root) */
 #define RL_OP_OVERLAY 6    /* before the root is built: chdir(source), then mount overlay on the
                               HOST path target with data (relative lowerdirs keep it short) */
+#define RL_OP_HELPER 7     /* before the root is built: chdir(source), run argv (e.g. fuse-overlayfs,
+                              which mounts target and stays as its daemon) and wait for it to
+                              exit 0 */
 
 #define RL_MF_RDONLY 1    /* bind: read-only */
 #define RL_MF_RECURSIVE 2 /* bind: recursive (rbind) */
@@ -64,6 +67,7 @@ struct rl_mount {
     const char *data;
     unsigned long flags;
     unsigned int mode;
+    const char *const *argv; /* RL_OP_HELPER: NULL-terminated */
 };
 
 /* Spawn flags (rl_spawn_config.sflags). */

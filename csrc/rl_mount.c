@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x00000001
@@ -160,6 +163,7 @@ static int run_op(int rootfd, const struct rl_mount *m, struct rl_error *err)
     case RL_OP_REMOUNT_RO:
         return op_remount_ro(rootfd, m, err);
     case RL_OP_OVERLAY:
+    case RL_OP_HELPER:
         return 0; /* done in mount_overlays() before the root exists */
     default:
         return rl_error_set(err, EINVAL, RL_STAGE_MOUNT, "unknown mount op %d", m->op);
@@ -168,16 +172,59 @@ static int run_op(int rootfd, const struct rl_mount *m, struct rl_error *err)
 
 /* Overlay roots are mounted on host paths first; the mount lives and dies with this
  * mount namespace, so no stale mount is ever left on the host. */
+/* fuse-overlayfs and friends: fork (raw clone: we may share the caller's memory),
+ * exec the prebuilt argv, and wait until it has mounted and daemonised. */
+static int run_helper(const struct rl_mount *m, const char *const *envp, struct rl_error *err)
+{
+    if (m->argv == NULL || m->argv[0] == NULL)
+        return rl_error_set(err, EINVAL, RL_STAGE_MOUNT, "mount helper without a command");
+    if (m->source != NULL && chdir(m->source) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot enter the layer directory %s", m->source);
+    long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot fork %s", m->argv[0]);
+    if (pid == 0) {
+        execve(m->argv[0], (char *const *)m->argv, (char *const *)envp);
+        _exit(127);
+    }
+    int status;
+    while (waitpid((pid_t)pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return rl_error_set(err, errno, RL_STAGE_MOUNT, "waitpid for %s failed", m->argv[0]);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return rl_error_set(err, EIO, RL_STAGE_MOUNT, "%s could not mount %s (exit status %d)", m->argv[0],
+                            m->target, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return 0;
+}
+
 static int mount_overlays(const struct rl_spawn_config *cfg, struct rl_error *err)
 {
+    static const char *const helper_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    int helpers = 0;
     for (size_t i = 0; i < cfg->n_mounts; i++) {
         const struct rl_mount *m = &cfg->mounts[i];
+        if (m->op == RL_OP_HELPER) {
+            if (run_helper(m, helper_env, err) < 0)
+                return -1;
+            helpers++;
+            continue;
+        }
         if (m->op != RL_OP_OVERLAY)
             continue;
         if (m->source != NULL && chdir(m->source) < 0)
             return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot enter the layer directory %s", m->source);
         if (mount("overlay", m->target, "overlay", m->flags, m->data) < 0)
             return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot mount the overlay root on %s", m->target);
+    }
+    /* A FUSE daemon must keep the host's view: pivot_root changes the root of every
+     * process in the mount namespace, and the daemon would then resolve its own
+     * paths through its own mount (a deadlock). Leave it behind in this namespace
+     * and build the container's root in a fresh copy. */
+    if (helpers > 0) {
+        if (unshare(CLONE_NEWNS) < 0)
+            return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot create the container's mount namespace");
+        if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make the mount tree private");
     }
     return 0;
 }

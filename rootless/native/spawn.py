@@ -18,6 +18,7 @@ OP_MKDIR = lib.RL_OP_MKDIR
 OP_SYMLINK = lib.RL_OP_SYMLINK
 OP_REMOUNT_RO = lib.RL_OP_REMOUNT_RO
 OP_OVERLAY = lib.RL_OP_OVERLAY
+OP_HELPER = lib.RL_OP_HELPER
 
 MF_RDONLY = lib.RL_MF_RDONLY
 MF_RECURSIVE = lib.RL_MF_RECURSIVE
@@ -37,7 +38,7 @@ SF_FAKEROOT = lib.RL_SF_FAKEROOT
 class MountOp:
     """One entry of the mount table (see csrc/rl_api.h)."""
 
-    __slots__ = ("op", "target", "source", "fstype", "data", "flags", "mode", "mflags")
+    __slots__ = ("op", "target", "source", "fstype", "data", "flags", "mode", "mflags", "argv")
 
     def __init__(
         self,
@@ -49,7 +50,9 @@ class MountOp:
         flags: int = 0,
         mode: int = 0,
         mflags: int = 0,
+        argv: Sequence[str] | None = None,
     ) -> None:
+        self.argv = list(argv) if argv is not None else None
         self.op = op
         self.target = target
         self.source = source
@@ -166,6 +169,7 @@ def _start(cfg: SpawnConfig, target_pid: int | None) -> Child:
         dst.data = _cstr(keep, m.data)
         dst.flags = m.flags
         dst.mode = m.mode
+        dst.argv = _cstrv(keep, m.argv) if m.argv is not None else ffi.NULL
     c.mounts = mounts
     c.n_mounts = len(cfg.mounts)
     c.argv = _cstrv(keep, cfg.argv)

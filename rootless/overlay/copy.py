@@ -276,7 +276,7 @@ def in_container(c: Container, work: Callable[[int], None]) -> None:
 
     mode = str(c.config.get("rootfs_mode", "rootfs"))
     st = c.status()
-    if mode == "overlay" and st.running:
+    if mode in ("overlay", "fuse-overlayfs") and st.running:
         pid = st.pid
 
         def joined() -> None:
@@ -284,7 +284,7 @@ def in_container(c: Container, work: Callable[[int], None]) -> None:
 
         userns.spawn(joined, mapping=None, join_pid=pid).wait()
         return
-    if mode != "overlay":
+    if mode not in ("overlay", "fuse-overlayfs"):
         top = c.path("rootfs") if mode == "vfs" else str(c.config["rootfs"])
         userns.spawn(lambda: work(os.open(top, _DIR)), mapping=userns.caller_mapping()).wait()
         return

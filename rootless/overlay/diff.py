@@ -138,10 +138,11 @@ def mountpoints(c: Container) -> frozenset[str]:
 def container_layers(c: Container) -> tuple[str, list[str]]:
     """(upper dir, lower layer dirs topmost first) of an overlay container."""
     mode = str(c.config.get("rootfs_mode", "rootfs"))
-    if mode != "overlay":
+    if mode not in ("overlay", "fuse-overlayfs"):
         raise ContainerError(
             f"container {c.name} has no copy-on-write layer (its root is a {mode} directory)",
-            hint="diff and commit work on containers created from images with the overlay driver",
+            hint="diff and commit work on containers created from images with the overlay "
+            "or fuse-overlayfs driver",
         )
     layers_dir = str(c.config["layers_dir"])
     # the short links (layers/l/<id> -> ../<hex>/diff) resolved: walks never follow symlinks

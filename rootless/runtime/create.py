@@ -36,7 +36,7 @@ def apply_image_config(opts: RunOptions, image: ContainerImage | None, entrypoin
 
 
 def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
-                     image: ContainerImage | None, rootfs: str | None) -> Container:
+                     image: ContainerImage | None, rootfs: str | None, driver: str = "overlay") -> Container:
     from rootless.runtime import idmap
 
     config: dict[str, object] = {
@@ -47,7 +47,7 @@ def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
         config.update({
             "image": image.name,
             "image_id": image.id,
-            "rootfs_mode": "overlay",
+            "rootfs_mode": driver,
             "layers_dir": image.layers_dir,
             "lower": image.lower,
             "image_config": image.config_json,
@@ -58,4 +58,13 @@ def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
         assert rootfs is not None
         config.update({"image": rootfs, "image_id": "", "rootfs_mode": "rootfs",
                        "rootfs": os.path.realpath(rootfs)})
-    return store.create(name, config)
+    c = store.create(name, config)
+    if image is not None and driver == "vfs":
+        from rootless.runtime import lifecycle, vfs
+
+        try:
+            vfs.populate(c.path("rootfs"), os.path.dirname(store.root_dir), image.layer_blobs)
+        except BaseException:
+            lifecycle.remove(c, force=True)
+            raise
+    return c

@@ -153,4 +153,15 @@ def gather(store_root: str) -> dict[str, object]:
             "openat2": openat2(),
             "cgroups": cgroups(),
         },
+        "storage_driver": _driver(store_root),
     }
+
+
+def _driver(root: str) -> str:
+    from rootless.runtime.storage import choose
+
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        return choose(root)
+    except Exception as exc:  # noqa: BLE001 - info reports, it does not fail
+        return f"unknown ({exc})"

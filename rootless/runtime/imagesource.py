@@ -28,6 +28,7 @@ class ContainerImage:
         self.config_json = config_json
         self.layers_dir = layers_dir
         self.lower = lower  # short layer links relative to layers_dir, lowest first
+        self.layer_blobs: list[tuple[str, str]] = []  # (digest, media type), lowest first
         cfg = config_json.get("config") if isinstance(config_json.get("config"), dict) else {}
         self.exposed_ports = bool(cfg.get("ExposedPorts")) if isinstance(cfg, dict) else False
         self.stop_signal = _signal_number(cfg.get("StopSignal") if isinstance(cfg, dict) else None)
@@ -85,8 +86,10 @@ def resolve(ctx: Context, ref: str, policy: str, platform: str | None, tls_verif
     store.layer_dirs(record)  # checks every layer is complete
     raw = json.loads(store.blobs.read(record.config_digest))
     name = record.names[0] if record.names else record.short_id
-    return ContainerImage(record.id.split(":", 1)[-1], _familiar(name), record.config, raw,
-                          store.paths.layers, lower)
+    image = ContainerImage(record.id.split(":", 1)[-1], _familiar(name), record.config, raw,
+                           store.paths.layers, lower)
+    image.layer_blobs = [(d.digest, d.media_type) for d in record.manifest.layers]
+    return image
 
 
 def _familiar(name: str) -> str:

@@ -38,11 +38,19 @@ def _rootfs_and_ops(c: Container) -> tuple[str, list[object]]:
         return c.path("rootfs"), []
     layers_dir = str(c.config["layers_dir"])
     lower = ":".join(reversed([str(x) for x in c.config["lower"]]))  # type: ignore[union-attr]
-    data = f"lowerdir={lower},upperdir={c.path('upper')},workdir={c.path('work')},userxattr"
-    if len(data) > 4000:
+    dirs = f"lowerdir={lower},upperdir={c.path('upper')},workdir={c.path('work')}"
+    if len(dirs) > 4000:
         raise ContainerError("too many layers for one overlay mount", hint="flatten the image")
     merged = c.path("merged")
-    return merged, [MountOp(OP_OVERLAY, merged, source=layers_dir, data=data)]
+    if mode == "fuse-overlayfs":
+        from rootless.native.spawn import OP_HELPER
+        from rootless.runtime.storage import fuse_overlayfs_path
+
+        helper = fuse_overlayfs_path()
+        if helper is None:
+            raise ContainerError("fuse-overlayfs is not usable here (not installed, or no /dev/fuse)")
+        return merged, [MountOp(OP_HELPER, merged, source=layers_dir, argv=[helper, "-o", dirs, merged])]
+    return merged, [MountOp(OP_OVERLAY, merged, source=layers_dir, data=dirs + ",userxattr")]
 
 
 def run_options(c: Container) -> object:
@@ -89,23 +97,23 @@ def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bo
         child = native_spawn.spawn(cfg)  # type: ignore[arg-type]
         try:
             idmap.apply(mapping, child.pid)
+            if runner.TIMINGS is not None:
+                runner.TIMINGS.phase("namespace setup")
             client = None
             if attach:
                 listen.settimeout(30)
                 client, _ = listen.accept()
             child.resume()
+            if runner.TIMINGS is not None:
+                runner.TIMINGS.phase("exec")
         except BaseException:
             child.abort()
             os.waitpid(child.pid, 0)
-            if runner.TIMINGS is not None:
-                runner.TIMINGS.phase("namespace setup")
             raise
         for fd in child_ends:
             os.close(fd)
         if tty:
             mon_args += ["--pty-fd", str(child.pty_fd)]
-            if runner.TIMINGS is not None:
-                runner.TIMINGS.phase("exec")
         start = state.pid_start_time(child.pid)
         state.atomic_write_json(c.run_path("state.json"), {
             "pid": child.pid, "pid_start": start, "monitor_pid": os.getpid(), "started_at": time.time(),
@@ -157,7 +165,7 @@ def _start_locked(c: Container, attach: bool, on_exit: list[str] | None) -> sock
     if c.status().running:
         raise ContainerError(f"container {c.name} is already running")
     c.store.ensure_run_dir(c)
-    if c.config.get("rootfs_mode") == "overlay":
+    if c.config.get("rootfs_mode") in ("overlay", "fuse-overlayfs"):
         for d in ("upper", "work", "merged"):
             os.makedirs(c.path(d), mode=0o755, exist_ok=True)
     opts = run_options(c)
@@ -203,6 +211,11 @@ def _start_locked(c: Container, attach: bool, on_exit: list[str] | None) -> sock
         exc = RootlessError(str(result["error"]), hint=result.get("hint") or None)
         exc.exit_code = int(result.get("code", 125))
         raise exc
+    from rootless.runtime import runner
+
+    if runner.TIMINGS is not None:  # the phases the monitor measured
+        runner.TIMINGS.phases = []
+        runner.TIMINGS.adopt(result.get("timings"))
     log.debug(f"container {c.id[:12]} started, pid {result['pid']}")
     return client
 
@@ -211,11 +224,6 @@ def signal_container(c: Container, sig: int) -> None:
     st = c.status()
     if not st.running:
         raise ContainerError(f"container {c.name} is not running")
-    from rootless.runtime import runner
-
-    if runner.TIMINGS is not None:  # the phases the monitor measured
-        runner.TIMINGS.phases = []
-        runner.TIMINGS.adopt(result.get("timings"))
     try:
         os.kill(st.pid, sig)
     except ProcessLookupError:

@@ -270,3 +270,38 @@ def test_top_and_stats(cli, image):
     table = ok(cli.run("stats", "--no-stream"))
     assert "CPU %" in table and "MEM USAGE / LIMIT" in table
     ok(cli.run("rm", "-f", "t"))
+
+
+@pytest.mark.parametrize("driver", ["fuse-overlayfs", "vfs"])
+def test_fallback_storage_drivers(cli, image, driver):
+    if driver == "fuse-overlayfs":
+        from helpers import has_fuse, require
+
+        require(has_fuse(), "fuse-overlayfs and /dev/fuse are needed")
+    base = ("--storage-driver", driver)
+    out = ok(cli.run(*base, "run", "--name", "d", image, "sh", "-c",
+                     "cat /etc/motd; echo kept > /state; rm /etc/motd; ls /etc/motd 2>&1 || true"))
+    assert out.startswith("layer two\n") and "No such file" in out
+    assert ok(cli.run("inspect", "-f", "{{.Driver}}", "d")).strip() == driver
+    # the same container keeps its changes (and its deletions) across starts
+    c2 = ok(cli.run(*base, "create", "--name", "d2", image, "sh", "-c",
+                    "cat /state 2>/dev/null || echo first; echo again > /state"))
+    assert c2.strip()
+    assert ok(cli.run("start", "-a", "d2")) == "first\n"
+    assert ok(cli.run("start", "-a", "d2")) == "again\n"
+    ok(cli.run("rm", "d2"))
+    proc = cli.run(*base, "run", "--rm", image, "cat", "/etc/motd")
+    assert ok(proc) == "layer two\n"  # a fresh container sees the image, untouched
+    if driver == "fuse-overlayfs":  # same upper-dir format: diff works
+        changes = ok(cli.run("diff", "d")).splitlines()
+        assert "A /state" in changes and "D /etc/motd" in changes
+    else:
+        proc = cli.run("diff", "d")
+        assert proc.returncode == 125 and "vfs" in proc.stderr
+    ok(cli.run("rm", "d"))
+
+
+def test_info_shows_storage_driver(cli):
+    info = json.loads(ok(cli.run("info", "--format", "json")))
+    assert info["storage_driver"] == "overlay"
+    assert "Storage driver for new containers: overlay" in ok(cli.run("info"))

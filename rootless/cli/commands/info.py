@@ -43,6 +43,7 @@ def render_text(info: dict[str, object]) -> str:
         f"rootless version {info['version']} (C core {info['core_version']})",
         f"Kernel:   {info['kernel']}",
         f"Store:    {info['store']}",
+        f"Storage driver for new containers: {info['storage_driver']}",
         "",
     ]
     checks = info["checks"]

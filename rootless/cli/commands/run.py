@@ -176,8 +176,13 @@ def create_from_args(ctx: Context, p: Parsed) -> tuple[object, RunOptions]:
         raise UsageError("no command given: pass one after the image or --rootfs DIR")
     store = ContainerStore(ctx.root, ctx.runroot)
     name = p.get("name")
+    driver = "overlay"
+    if image is not None:
+        from rootless.runtime.storage import choose
+
+        driver = choose(ctx.root, ctx.storage_driver)
     c = create_container(store, opts, name if isinstance(name, str) else None, image,
-                         rootfs if isinstance(rootfs, str) and rootfs else None)
+                         rootfs if isinstance(rootfs, str) and rootfs else None, driver)
     return c, opts
 
 
