@@ -65,6 +65,7 @@ class RunOptions:
         self.image_env: list[str] = []  # the image's Env, under -e/--env-file
         self.pre_ops: list[MountOp] = []  # e.g. the overlay root, mounted before the root is built
         self.state_dir: str | None = None  # where hosts/hostname/resolv.conf copies go (writable)
+        self.user_layers: list[str] | None = None  # overlay dirs, top down, for --user lookups
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
@@ -261,7 +262,7 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     volumes = [parse_volume(v) for v in opts.volumes]
     if opts.home:
         volumes.insert(0, mounts.Volume(opts.home, opts.home, False, False))
-    user = users.resolve(rootfs, opts.user)
+    user = users.resolve(rootfs, opts.user, opts.user_layers)
     mapping = idmap.plan(opts.keep_id and opts.user is None, user.uid, user.gid)
     if opts.keep_id and opts.user is None:
         user.uid, user.gid = mapping.container_uid, mapping.container_gid

@@ -36,6 +36,23 @@ def read_in_root(rootfs: str, path: str, limit: int = 4 << 20) -> str | None:
         return f.read(limit).decode("utf-8", "replace")
 
 
+def read_in_layers(layers_top_down: list[str], path: str) -> str | None:
+    """Read `path` as an overlay of these layer directories would show it."""
+    from rootless.overlay.view import LayerView
+
+    found = LayerView(layers_top_down).lookup(path)
+    if found is None:
+        return None
+    import stat
+
+    if not stat.S_ISREG(found[1].st_mode):
+        return None
+    try:
+        return read_in_root(found[0], path)
+    except OSError:
+        return None
+
+
 def _entries(text: str | None, fields: int) -> list[list[str]]:
     out = []
     for line in (text or "").splitlines():
@@ -51,9 +68,15 @@ def _to_int(s: str) -> int | None:
     return int(s) if s.isdigit() else None
 
 
-def resolve(rootfs: str, spec: str | None) -> User:
-    """Resolve "user[:group]" (names or numbers) like docker does."""
-    passwd = _entries(read_in_root(rootfs, "etc/passwd"), 7)
+def resolve(rootfs: str, spec: str | None, layers: list[str] | None = None) -> User:
+    """Resolve "user[:group]" (names or numbers) like docker does. With `layers`
+    (an overlay's upper and lower dirs, top down) the files are read through them,
+    since the overlay itself is only mounted inside the container."""
+
+    def read(path: str) -> str | None:
+        return read_in_layers(layers, path) if layers else read_in_root(rootfs, path)
+
+    passwd = _entries(read("etc/passwd"), 7)
     user_part, _, group_part = (spec or "0").partition(":")
     entry = None
     uid = _to_int(user_part)
@@ -71,7 +94,7 @@ def resolve(rootfs: str, spec: str | None) -> User:
     gid = _to_int(entry[3]) if entry is not None else 0
     home = entry[5] if entry is not None and entry[5] else ("/root" if uid == 0 else "/")
     name = entry[0] if entry is not None else None
-    groups_text = read_in_root(rootfs, "etc/group")
+    groups_text = read("etc/group")
     group_entries = _entries(groups_text, 4)
     if group_part:
         gid = _to_int(group_part)

@@ -305,3 +305,11 @@ def test_info_shows_storage_driver(cli):
     info = json.loads(ok(cli.run("info", "--format", "json")))
     assert info["storage_driver"] == "overlay"
     assert "Storage driver for new containers: overlay" in ok(cli.run("info"))
+
+
+def test_user_names_resolve_through_the_image_layers(cli, image):
+    # the overlay is mounted only inside the container: names come from the layers
+    out = ok(cli.run("run", "--rm", "-u", "daemon", image, "sh", "-c", "id -u; echo $HOME"))
+    assert out.split() == ["1", "/usr/sbin"]
+    proc = cli.run("run", "--rm", "-u", "nosuchuser", image, "true")
+    assert proc.returncode == 125 and "unable to find user nosuchuser" in proc.stderr
