@@ -98,11 +98,12 @@ class Child:
     was reaped (then `release()`).
     """
 
-    __slots__ = ("pid", "_c", "_keep")
+    __slots__ = ("pid", "_c", "_keep", "_cfg")
 
-    def __init__(self, c: object, keep: list[object]) -> None:
+    def __init__(self, c: object, keep: list[object], cfg: object = None) -> None:
         self._c = c
         self._keep = keep
+        self._cfg = cfg
         self.pid: int = c.pid  # type: ignore[attr-defined]
 
     @property
@@ -151,11 +152,45 @@ def exec_in(target_pid: int, cfg: SpawnConfig) -> Child:
     return _start(cfg, target_pid)
 
 
+def spawn_early(sflags: int) -> Child:
+    """Clone the child before its config is known; fill it in with `Child.configure`
+    before `resume()`. The child shares our memory (CLONE_VM) and reads its config
+    only after it is told to go, so work such as newuidmap can overlap the rest of
+    the preparation. Not for SF_INIT (that child gets a copy of our memory)."""
+    if sflags & SF_INIT:
+        raise ValueError("spawn_early cannot be used with SF_INIT")
+    keep: list[object] = []
+    c = ffi.new("struct rl_spawn_config *")
+    keep.append(c)
+    c.sflags = sflags
+    child = ffi.new("struct rl_child *")
+    err = ffi.new("struct rl_error *")
+    if lib.rl_spawn(c, child, err) < 0:
+        raise native_error(err)
+    return Child(child, keep, c)
+
+
+def configure(child: Child, cfg: SpawnConfig) -> None:
+    """Give an early child its full config (before resume)."""
+    assert child._cfg is not None
+    _fill(child._cfg, cfg, child._keep)
+
+
 def _start(cfg: SpawnConfig, target_pid: int | None) -> Child:
     keep: list[object] = []
     c = ffi.new("struct rl_spawn_config *")
     keep.append(c)
-    c.sflags = cfg.sflags
+    _fill(c, cfg, keep)
+    child = ffi.new("struct rl_child *")
+    err = ffi.new("struct rl_error *")
+    rc = lib.rl_spawn(c, child, err) if target_pid is None else lib.rl_exec(target_pid, c, child, err)
+    if rc < 0:
+        raise native_error(err)
+    return Child(child, keep)
+
+
+def _fill(c: object, cfg: SpawnConfig, keep: list[object]) -> None:
+    c.sflags = cfg.sflags  # type: ignore[attr-defined]
     c.rootfs = _cstr(keep, cfg.rootfs)
     mounts = ffi.new("struct rl_mount[]", max(len(cfg.mounts), 1))
     keep.append(mounts)
@@ -185,12 +220,6 @@ def _start(cfg: SpawnConfig, target_pid: int | None) -> Child:
     c.stdio = list(cfg.stdio)
     c.tty_rows = cfg.tty_rows
     c.tty_cols = cfg.tty_cols
-    child = ffi.new("struct rl_child *")
-    err = ffi.new("struct rl_error *")
-    rc = lib.rl_spawn(c, child, err) if target_pid is None else lib.rl_exec(target_pid, c, child, err)
-    if rc < 0:
-        raise native_error(err)
-    return Child(child, keep)
 
 
 def set_idmap(

@@ -178,8 +178,24 @@ def apply(mapping: IdMapping, pid: int) -> None:
 
         set_idmap(pid, mapping.uid_map, mapping.gid_map, deny_setgroups=not mapping.setgroups)
         return
-    # newuidmap and newgidmap run side by side.
-    u = _spawn_helper("newuidmap", pid, mapping.uid_map)
-    g = _spawn_helper("newgidmap", pid, mapping.gid_map)
-    _finish_helper("newuidmap", *u)
-    _finish_helper("newgidmap", *g)
+    finish(start(mapping, pid))
+
+
+Pending = list[tuple[str, int, int]]
+
+
+def start(mapping: IdMapping, pid: int) -> Pending:
+    """Start newuidmap and newgidmap side by side (full mapping); `finish` waits."""
+    return [("newuidmap", *_spawn_helper("newuidmap", pid, mapping.uid_map)),
+            ("newgidmap", *_spawn_helper("newgidmap", pid, mapping.gid_map))]
+
+
+def finish(pending: Pending) -> None:
+    errors = []
+    for name, child, rfd in pending:
+        try:
+            _finish_helper(name, child, rfd)
+        except UnsupportedHostError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]

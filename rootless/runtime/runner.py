@@ -13,6 +13,7 @@ import os
 from rootless import log
 from rootless.errors import (
     ContainerError,
+    RootlessError,
     ExecNotFoundError,
     ExecPermissionError,
     UnsupportedHostError,
@@ -336,40 +337,84 @@ def _device_mounts(opts: RunOptions, cfg: object) -> list[MountOp]:
     return plan.ops
 
 
+def _start_early(opts: RunOptions) -> tuple[object, idmap.Pending] | None:
+    """With subordinate ids, clone first and let newuidmap/newgidmap (setuid helpers,
+    a few ms) run while Python prepares the rest."""
+    if opts.init or os.getuid() == 0:
+        return None
+    mapping = idmap.plan(opts.keep_id and opts.user is None)
+    if mapping.mode != "full":
+        return None
+    from rootless.native import spawn as native_spawn
+
+    child = native_spawn.spawn_early(native_spawn.SF_NEWNET if opts.network != "host" else 0)
+    try:
+        return child, idmap.start(mapping, child.pid)
+    except BaseException:
+        _discard(child)
+        raise
+
+
+def _discard(child: object) -> None:
+    child.abort()  # type: ignore[attr-defined]
+    wait_exit_code(child.pid)  # type: ignore[attr-defined]
+    child.release()  # type: ignore[attr-defined]
+
+
 def run(opts: RunOptions) -> int:
     """Run the container in the foreground; return its exit status."""
-    cfg, mapping, state_dir = prepare(opts)
     from rootless.native import NativeError
     from rootless.native import spawn as native_spawn
 
+    forwarder = SignalForwarder()
+    state_dir = ""
+    # Opened before any clone: the child gets a copy of our fd table at clone time.
     devnull = -1
     if not opts.interactive and not opts.tty:
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        cfg.stdio = (devnull, 1, 2)  # type: ignore[attr-defined]
-    forwarder = SignalForwarder()
     try:
         try:
-            child = native_spawn.spawn(cfg)  # type: ignore[arg-type]
+            early = _start_early(opts)
+        except NativeError as exc:
+            raise native_to_user_error(exc, opts.argv[0]) from exc
+        if early is not None:
+            forwarder.pid = early[0].pid  # type: ignore[attr-defined]
+        try:
+            cfg, mapping, state_dir = prepare(opts)
+        except BaseException:
+            if early is not None:
+                try:
+                    idmap.finish(early[1])
+                except RootlessError:
+                    pass
+                _discard(early[0])
+            raise
+        if devnull >= 0:
+            cfg.stdio = (devnull, 1, 2)  # type: ignore[attr-defined]
+        try:
+            if early is None:
+                child = native_spawn.spawn(cfg)  # type: ignore[arg-type]
+            else:
+                child = early[0]  # type: ignore[assignment]
+                native_spawn.configure(child, cfg)  # type: ignore[arg-type]
         except NativeError as exc:
             raise native_to_user_error(exc, opts.argv[0]) from exc
         forwarder.pid = child.pid
         try:
-            idmap.apply(mapping, child.pid)
+            if early is None:
+                idmap.apply(mapping, child.pid)
+            else:
+                idmap.finish(early[1])
             if TIMINGS is not None:
                 TIMINGS.phase("namespace setup")
             child.resume()
             if TIMINGS is not None:
                 TIMINGS.phase("exec")
         except BaseException as exc:
-            child.abort()
-            wait_exit_code(child.pid)
-            child.release()
+            _discard(child)
             if isinstance(exc, NativeError):
                 raise native_to_user_error(exc, opts.argv[0]) from exc
             raise
-        finally:
-            if devnull >= 0:
-                os.close(devnull)
         if opts.tty:
             from rootless.runtime.tty import relay
 
@@ -379,6 +424,8 @@ def run(opts: RunOptions) -> int:
                 os.close(child.pty_fd)
         status = wait_exit_code(child.pid)
     finally:
+        if devnull >= 0:
+            os.close(devnull)
         forwarder.restore()
         _remove_state(state_dir)
     return status

@@ -221,25 +221,27 @@ def test_workdir(cli, busybox_rootfs):
     one_error_line(cli.run("run", "-w", "relative", R, busybox_rootfs, "true"))
 
 
-def test_volume_rw_and_ownership(cli, busybox_rootfs):
+def test_volume_rw_and_ownership(cli):
+    rootfs = cli.rootfs()  # /data is created: the tree must be the user's
     data = cli.mkdir("data")
     with open(os.path.join(data, "from-host"), "w") as f:
         f.write("hello\n")
-    out = ok(sh(cli, busybox_rootfs, "cat /data/from-host; echo inside > /data/from-container", "-v",
+    out = ok(sh(cli, rootfs, "cat /data/from-host; echo inside > /data/from-container", "-v",
                 f"{data}:/data"))
     assert out.strip() == "hello"
     st = os.stat(os.path.join(data, "from-container"))
     assert (st.st_uid, st.st_gid) == (cli.uid, cli.gid)  # container root is the user
 
 
-def test_volume_ro_is_enforced(cli, busybox_rootfs):
+def test_volume_ro_is_enforced(cli):
+    rootfs = cli.rootfs()  # /data is created: the tree must be the user's
     data = cli.mkdir("ro")
-    proc = sh(cli, busybox_rootfs, "touch /data/x", "-v", f"{data}:/data:ro")
+    proc = sh(cli, rootfs, "touch /data/x", "-v", f"{data}:/data:ro")
     assert proc.returncode != 0
     assert "Read-only file system" in proc.stderr
     assert not os.path.exists(os.path.join(data, "x"))
     # ro cannot be undone from inside either
-    proc = sh(cli, busybox_rootfs, "mount -o remount,rw /data && touch /data/x", "-v", f"{data}:/data:ro")
+    proc = sh(cli, rootfs, "mount -o remount,rw /data && touch /data/x", "-v", f"{data}:/data:ro")
     assert not os.path.exists(os.path.join(data, "x"))
 
 
@@ -266,19 +268,21 @@ def test_volume_missing_source_is_one_line(cli, busybox_rootfs):
     assert "/does/not/exist" in line
 
 
-def test_mount_propagation_is_private(cli, busybox_rootfs):
+def test_mount_propagation_is_private(cli):
+    rootfs = cli.rootfs()  # /data is created: the tree must be the user's
     data = cli.mkdir("prop")
-    ok(sh(cli, busybox_rootfs, "mkdir -p /data/sub && mount -t tmpfs none /data/sub && touch /data/sub/x",
+    ok(sh(cli, rootfs, "mkdir -p /data/sub && mount -t tmpfs none /data/sub && touch /data/sub/x",
           "-v", f"{data}:/data"))
     assert os.listdir(os.path.join(data, "sub")) == []
     with open("/proc/self/mountinfo") as f:
         assert os.path.join(data, "sub") not in f.read()
 
 
-def test_read_only_root_and_tmpfs(cli, busybox_rootfs):
-    proc = sh(cli, busybox_rootfs, "touch /root/x", "--read-only")
+def test_read_only_root_and_tmpfs(cli):
+    rootfs = cli.rootfs()  # /scratch is created: the tree must be the user's
+    proc = sh(cli, rootfs, "touch /root/x", "--read-only")
     assert proc.returncode != 0 and "Read-only file system" in proc.stderr
-    out = ok(sh(cli, busybox_rootfs, "touch /scratch/x && grep ' /scratch ' /proc/mounts",
+    out = ok(sh(cli, rootfs, "touch /scratch/x && grep ' /scratch ' /proc/mounts",
                 "--read-only", "--tmpfs", "/scratch"))
     assert out.split()[2] == "tmpfs"
 
