@@ -59,12 +59,22 @@ def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
         config.update({"image": rootfs, "image_id": "", "rootfs_mode": "rootfs",
                        "rootfs": os.path.realpath(rootfs)})
     c = store.create(name, config)
-    if image is not None and driver == "vfs":
-        from rootless.runtime import lifecycle, vfs
+    if image is None:
+        return c
+    from rootless.runtime import lifecycle, volumes
 
-        try:
+    try:
+        if driver == "vfs":
+            from rootless.runtime import vfs
+
             vfs.populate(c.path("rootfs"), os.path.dirname(store.root_dir), image.layer_blobs)
-        except BaseException:
-            lifecycle.remove(c, force=True)
-            raise
+        extra = volumes.create(c)
+        if extra:
+            run = c.config["run"]
+            assert isinstance(run, dict)
+            run["volumes"] = list(run.get("volumes", [])) + extra
+            c.save_config()
+    except BaseException:
+        lifecycle.remove(c, force=True)
+        raise
     return c

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 
 import pytest
 from helpers import require
@@ -88,7 +89,12 @@ def test_docker_tutorial(cli_factory, debian, pty_run, who):
     # 5. run the new image: git works
     assert ok(cli.run("run", "--rm", *extra, "tutorial/git:v1", "git", "--version")).startswith("git version")
     # 6. restart + attach the first container, rm it, rmi the image
+    prompts = ok(cli.run("logs", name)).count("root@")
     ok(cli.run("restart", name))
+    # bash flushes pending terminal input when readline starts: attach once it is ready
+    deadline = time.monotonic() + 60
+    while ok(cli.run("logs", name)).count("root@") <= prompts and time.monotonic() < deadline:
+        time.sleep(0.1)
     out, status = pty_run(cli.argv("attach", name), cli.environ(),
                           [(None, "\r"), (prompt, "git --version; exit 0\r")],
                           timeout=60, owner=(cli.uid, cli.gid))

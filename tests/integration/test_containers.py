@@ -313,3 +313,28 @@ def test_user_names_resolve_through_the_image_layers(cli, image):
     assert out.split() == ["1", "/usr/sbin"]
     proc = cli.run("run", "--rm", "-u", "nosuchuser", image, "true")
     assert proc.returncode == 125 and "unable to find user nosuchuser" in proc.stderr
+
+
+def test_image_volumes_are_anonymous_volumes(cli, busybox_rootfs):
+    import io
+    import tarfile
+
+    tarball = os.path.join(cli.workdir, "rootfs-with-data.tar")
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(busybox_rootfs, arcname=".")
+        info = tarfile.TarInfo("data/seed")
+        info.size, info.uid, info.gid, info.mode = 5, 0, 0, 0o644
+        tar.addfile(info, io.BytesIO(b"seed\n"))
+    os.chmod(tarball, 0o644)
+    ok(cli.run("import", "--change", "VOLUME /data", tarball, "vol/test"))
+    ok(cli.run("run", "--name", "v", "vol/test", "sh", "-c", "cat /data/seed; echo more >> /data/seed"))
+    mounts = json.loads(ok(cli.run("inspect", "v")))[0]["Mounts"]
+    assert any(m["Destination"] == "/data" for m in mounts)
+    # the data lives in the volume, not in the container's layer, and survives restarts
+    assert "/data/seed" not in ok(cli.run("diff", "v"))
+    ok(cli.run("start", "v"))
+    ok(cli.run("wait", "v"))
+    assert ok(cli.run("logs", "v")) == "seed\nseed\nmore\n"
+    # a fresh container gets a fresh copy of the image's content
+    assert ok(cli.run("run", "--rm", "vol/test", "cat", "/data/seed")) == "seed\n"
+    ok(cli.run("rm", "v"))
