@@ -67,6 +67,7 @@ class RunOptions:
         self.pre_ops: list[MountOp] = []  # e.g. the overlay root, mounted before the root is built
         self.state_dir: str | None = None  # where hosts/hostname/resolv.conf copies go (writable)
         self.user_layers: list[str] | None = None  # overlay dirs, top down, for --user lookups
+        self.on_started: object = None  # called with the container's pid once it runs
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
@@ -410,6 +411,8 @@ def run(opts: RunOptions) -> int:
             child.resume()
             if TIMINGS is not None:
                 TIMINGS.phase("exec")
+            if opts.on_started is not None:
+                opts.on_started(child.pid)  # type: ignore[operator]
         except BaseException as exc:
             _discard(child)
             if isinstance(exc, NativeError):

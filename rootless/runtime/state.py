@@ -14,12 +14,13 @@ import os
 import time
 
 
-def atomic_write_json(path: str, obj: object) -> None:
+def atomic_write_json(path: str, obj: object, sync: bool = True) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, json.dumps(obj, indent=1, sort_keys=True).encode())
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)

@@ -338,3 +338,18 @@ def test_image_volumes_are_anonymous_volumes(cli, busybox_rootfs):
     # a fresh container gets a fresh copy of the image's content
     assert ok(cli.run("run", "--rm", "vol/test", "cat", "/data/seed")) == "seed\n"
     ok(cli.run("rm", "v"))
+
+
+def test_run_rm_foreground_is_listed_exec_able_and_removed(cli, image):
+    proc = cli.popen("run", "--rm", "--name", "fg", image, "sh", "-c", "echo up; sleep 30",
+                     stdout=-1, stderr=-1, text=True)
+    try:
+        assert proc.stdout.readline() == "up\n"
+        assert "fg" in ok(cli.run("ps", "--format", "{{.Names}}"))
+        assert ok(cli.run("exec", "fg", "echo", "inside")) == "inside\n"
+        ok(cli.run("kill", "fg"))  # sh as PID 1 ignores SIGTERM: kill it, like docker
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 137
+    assert ok(cli.run("ps", "-aq")) == ""  # removed on exit, also after a signal

@@ -220,12 +220,49 @@ def _main(ctx: Context, p: Parsed) -> int:
     from rootless.runtime import lifecycle
 
     c, opts = create_from_args(ctx, p)
+    if p.rm and not p.detach:  # type: ignore[attr-defined]
+        return _run_rm_foreground(c)
     on_exit = remove_command(ctx, c.id) if p.rm else None  # type: ignore[attr-defined, attr-defined]
     if p.detach:  # type: ignore[attr-defined]
         lifecycle.start(c, attach=False, on_exit=on_exit)  # type: ignore[arg-type]
         sys.stdout.write(c.id + "\n")  # type: ignore[attr-defined]
         return 0
     return attach_started(c, opts.tty, opts.interactive, on_exit)
+
+
+def _run_rm_foreground(c: object) -> int:
+    """`run --rm` in the foreground: this process is the container's parent (no
+    monitor to start, no second process to remove it). The container is listed by
+    `ps` and reachable by `exec`, `top` and `stats` while it runs; it has no log or
+    attach socket. It is removed when it exits, also on error or signal."""
+    import time
+
+    from rootless.runtime import lifecycle, runner, state
+
+    try:
+        with c.lock():  # type: ignore[attr-defined]
+            c.store.ensure_run_dir(c)  # type: ignore[attr-defined]
+            if c.config.get("rootfs_mode") in ("overlay", "fuse-overlayfs"):  # type: ignore[attr-defined]
+                for d in ("upper", "work", "merged"):
+                    os.makedirs(c.path(d), mode=0o755, exist_ok=True)  # type: ignore[attr-defined]
+            opts = lifecycle.run_options(c)  # type: ignore[arg-type]
+            opts.runroot = os.path.dirname(c.store.run_dir)  # type: ignore[attr-defined]
+            opts.state_dir = c.run_dir  # type: ignore[attr-defined]
+
+            def started(pid: int) -> None:
+                state.atomic_write_json(c.run_path("state.json"), {  # type: ignore[attr-defined]
+                    "pid": pid, "pid_start": state.pid_start_time(pid), "monitor_pid": os.getpid(),
+                    "started_at": time.time()}, sync=False)
+
+            opts.on_started = started  # type: ignore[attr-defined]
+        return runner.run(opts)  # type: ignore[arg-type]
+    finally:
+        try:
+            lifecycle.remove(c, force=True)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - the command's status matters more
+            from rootless import log
+
+            log.warning(f"could not remove container {c.name}: {exc}")  # type: ignore[attr-defined]
 
 
 def attach_started(c: object, tty: bool, interactive: bool, on_exit: list[str] | None = None) -> int:
