@@ -176,6 +176,7 @@ static void log_output(struct stream *s, const char *data, size_t len)
     }
 }
 
+
 static void flush_partial(struct stream *s)
 {
     if (s->line_len > 0) {
@@ -196,6 +197,9 @@ static int pump_stream(struct stream *s)
         return 0;
     }
     log_output(s, buf, (size_t)n);
+    /* A prompt has no newline: log what is pending as a partial record now (CRI "P"),
+     * so `logs` shows it, instead of waiting for a newline that may never come. */
+    flush_partial(s);
     broadcast(s->type, buf, (uint32_t)n);
     return 1;
 }

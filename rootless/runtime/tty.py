@@ -7,11 +7,15 @@ import select
 
 
 def window_size(fd: int) -> tuple[int, int]:
+    """The terminal's size, or 24x80 when there is none (a detached container):
+    a 0x0 terminal makes some programs (bash's readline) wait instead of prompting."""
     try:
         size = os.get_terminal_size(fd)
-        return size.lines, size.columns
+        if size.lines and size.columns:
+            return size.lines, size.columns
     except OSError:
-        return 0, 0
+        pass
+    return 24, 80
 
 
 def _copy_winsize(src: int, dst: int) -> None:
@@ -51,14 +55,14 @@ class RawMode:
             mode[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ISIG)
             mode[6][termios.VMIN] = 1
             mode[6][termios.VTIME] = 0
-            termios.tcsetattr(self.fd, termios.TCSAFLUSH, mode)
+            termios.tcsetattr(self.fd, termios.TCSANOW, mode)  # keep typed-ahead input
         return self
 
     def __exit__(self, *exc: object) -> None:
         import termios
 
         if self.saved is not None:
-            termios.tcsetattr(self.fd, termios.TCSAFLUSH, self.saved)
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 def relay(master: int, interactive: bool) -> None:

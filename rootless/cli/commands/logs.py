@@ -26,18 +26,23 @@ COMMAND = Command(
 
 
 def _emit(line: bytes, timestamps: bool, partial: dict[str, bytes]) -> None:
-    # CRI format: "<time> <stream> <F|P> <text>"
+    """One CRI record "<time> <stream> <F|P> <text>": F ends a line, P is a piece of
+    one (a prompt, or a line longer than the monitor's buffer)."""
     parts = line.rstrip(b"\n").split(b" ", 3)
-    if len(parts) < 4:
+    if len(parts) < 3:
         return
-    ts, stream, tag, text = parts
+    ts, stream, tag = parts[0], parts[1], parts[2]
+    text = parts[3] if len(parts) == 4 else b""
     key = stream.decode()
-    text = partial.pop(key, b"") + text
-    if tag == b"P":
-        partial[key] = text
-        return
     out = sys.stdout.buffer if stream == b"stdout" else sys.stderr.buffer
-    out.write((ts + b" " if timestamps else b"") + text + b"\n")
+    if timestamps and key not in partial:
+        out.write(ts + b" ")
+    if tag == b"P":
+        partial[key] = b""
+        out.write(text)
+    else:
+        partial.pop(key, None)
+        out.write(text + b"\n")
     out.flush()
 
 
