@@ -145,17 +145,7 @@ def rmtree_in_userns(path: str, write_maps: WriteMaps | None) -> None:
 
 
 def rmtree(path: str) -> None:
-    """Delete `path` recursively in this process (never following symlinks;
-    unreadable or read-only directories are made 0700 first). Missing is fine."""
-    parent, name = os.path.split(os.path.abspath(path))
-    try:
-        dirfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    err = ffi.new("struct rl_error *")
-    try:
-        rc = lib.rl_rmtree_at(dirfd, os.fsencode(name), err)
-    finally:
-        os.close(dirfd)
-    if rc < 0:
-        raise_native_error(err)
+    """Delete `path` recursively in this process (see rootless.native.fs.rmtree)."""
+    from rootless.native.fs import rmtree as _rmtree
+
+    _rmtree(path)

@@ -5,6 +5,7 @@
     <root>/containers/<id>/rootfs/       the private copy (vfs driver)
     <root>/containers/<id>/exit          last exit status (survives reboots)
     <root>/containers/<id>/lock          per-container lock for lifecycle changes
+    <root>/containers/.names/<name>      name reservations (O_EXCL: unique without a scan)
     <runroot>/containers/<id>/state.json pid + start time, monitor pid (volatile)
     <runroot>/containers/<id>/exit       exit status written by the monitor
     <runroot>/containers/<id>/attach.sock, ctr.log
@@ -57,8 +58,8 @@ class Container:
     def status(self) -> state.Status:
         return state.compute(self.run_path("state.json"), [self.run_path("exit"), self.path("exit")])
 
-    def save_config(self) -> None:
-        state.atomic_write_json(self.path("config.json"), self.config)
+    def save_config(self, sync: bool = True) -> None:
+        state.atomic_write_json(self.path("config.json"), self.config, sync=sync)
 
     def lock(self, timeout: float = 30.0) -> Lock:
         return Lock(self.path("lock"), timeout)
@@ -126,23 +127,77 @@ class ContainerStore:
             raise UsageError(f"multiple containers match {ref!r}: use more of the id")
         raise NoSuchContainer(f"no such container: {ref}")
 
-    def create(self, name: str | None, config: dict[str, object]) -> Container:
-        os.makedirs(self.root_dir, mode=0o700, exist_ok=True)
-        taken = {c.name for c in self.all()}
+    def _names_dir(self) -> str:
+        return os.path.join(self.root_dir, ".names")
+
+    def reserve_name(self, name: str, cid: str) -> bool:
+        """Claim `name` for `cid` atomically; False if another live container has it."""
+        path = os.path.join(self._names_dir(), name)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                try:
+                    with open(path, encoding="ascii") as f:
+                        owner = f.read().strip()
+                except OSError:
+                    owner = ""
+                if owner and os.path.exists(os.path.join(self.root_dir, owner, "config.json")):
+                    return False
+                try:  # a stale reservation (its container is gone): take it over
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(cid)
+            return True
+        return False
+
+    def release_name(self, name: str, cid: str) -> None:
+        path = os.path.join(self._names_dir(), name)
+        try:
+            with open(path, encoding="ascii") as f:
+                if f.read().strip() != cid:
+                    return
+            os.unlink(path)
+        except OSError:
+            pass
+
+    def owner_of(self, name: str) -> str | None:
+        try:
+            with open(os.path.join(self._names_dir(), name), encoding="ascii") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    def create(self, name: str | None, config: dict[str, object], durable: bool = True) -> Container:
+        os.makedirs(self._names_dir(), mode=0o700, exist_ok=True)
+        cid = os.urandom(32).hex()
         if name is not None:
             if not names.valid(name):
                 raise UsageError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-            if name in taken:
-                other = next(c for c in self.all() if c.name == name)
+            if not self.reserve_name(name, cid):
+                other = self.owner_of(name) or "?"
                 raise ContainerError(
-                    f'the container name "{name}" is already in use by container {other.id[:12]}',
+                    f'the container name "{name}" is already in use by container {other[:12]}',
                     hint="remove or rename that container, or choose another name")
-        cid = os.urandom(32).hex()
-        config = dict(config, id=cid, name=name or names.generate(taken), created=time.time())
+        else:
+            for _ in range(50):
+                name = names.generate(set())
+                if self.reserve_name(name, cid):
+                    break
+            else:
+                raise ContainerError("could not find a free container name", hint="pass --name")
+        config = dict(config, id=cid, name=name, created=time.time())
         d = os.path.join(self.root_dir, cid)
-        os.mkdir(d, 0o700)
-        c = Container(self, cid, config)
-        c.save_config()
+        try:
+            os.mkdir(d, 0o700)
+            c = Container(self, cid, config)
+            c.save_config(sync=durable)
+        except BaseException:
+            self.release_name(name, cid)
+            raise
         return c
 
     def ensure_run_dir(self, c: Container) -> str:

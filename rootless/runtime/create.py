@@ -36,7 +36,8 @@ def apply_image_config(opts: RunOptions, image: ContainerImage | None, entrypoin
 
 
 def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
-                     image: ContainerImage | None, rootfs: str | None, driver: str = "overlay") -> Container:
+                     image: ContainerImage | None, rootfs: str | None, driver: str = "overlay",
+                     durable: bool = True) -> Container:
     from rootless.runtime import idmap
 
     config: dict[str, object] = {
@@ -58,7 +59,7 @@ def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
         assert rootfs is not None
         config.update({"image": rootfs, "image_id": "", "rootfs_mode": "rootfs",
                        "rootfs": os.path.realpath(rootfs)})
-    c = store.create(name, config)
+    c = store.create(name, config, durable=durable)
     if image is None:
         return c
     from rootless.runtime import lifecycle, volumes

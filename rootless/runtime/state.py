@@ -9,7 +9,6 @@ recycled pid, a killed monitor or a reboot (runroot cleared) never shows "Up".
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -18,7 +17,9 @@ def atomic_write_json(path: str, obj: object, sync: bool = True) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(obj, indent=1, sort_keys=True).encode())
+        from rootless.runtime.jsonlite import dumps
+
+        os.write(fd, dumps(obj).encode())
         if sync:
             os.fsync(fd)
     finally:
@@ -27,6 +28,8 @@ def atomic_write_json(path: str, obj: object, sync: bool = True) -> None:
 
 
 def read_json(path: str) -> dict[str, object] | None:
+    import json
+
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

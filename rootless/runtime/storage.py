@@ -8,23 +8,22 @@
                   works everywhere.
 
 The automatic choice is probed once per store and kernel and cached in
-<root>/storage-driver.json; `--storage-driver` or $ROOTLESS_STORAGE_DRIVER override it.
+<root>/storage-driver; `--storage-driver` or $ROOTLESS_STORAGE_DRIVER override it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 
 from rootless.errors import UnsupportedHostError, UsageError
 
 DRIVERS = ("overlay", "fuse-overlayfs", "vfs")
-CACHE = "storage-driver.json"
+CACHE = "storage-driver"  # "<kernel release> <driver>"
 
 
 def fuse_overlayfs_path() -> str | None:
+    import shutil
+
     path = shutil.which("fuse-overlayfs") or shutil.which("fuse-overlayfs", path="/usr/bin:/bin")
     if path is None or not os.access("/dev/fuse", os.R_OK | os.W_OK):
         return None
@@ -32,6 +31,9 @@ def fuse_overlayfs_path() -> str | None:
 
 
 def probe_overlay(root: str) -> bool:
+    import shutil
+    import tempfile
+
     from rootless.native import probe
 
     base = os.path.join(root, "tmp")
@@ -64,12 +66,11 @@ def choose(root: str, requested: str | None = None) -> str:
     path = os.path.join(root, CACHE)
     try:
         with open(path, encoding="utf-8") as f:
-            cached = json.load(f)
-        if cached.get("kernel") == kernel and cached.get("driver") in DRIVERS:
-            driver = str(cached["driver"])
-            if driver != "fuse-overlayfs" or fuse_overlayfs_path():
-                return driver
-    except (OSError, ValueError, AttributeError):
+            cached_kernel, cached_driver = f.read().split()
+        if cached_kernel == kernel and cached_driver in DRIVERS:
+            if cached_driver != "fuse-overlayfs" or fuse_overlayfs_path():
+                return cached_driver
+    except (OSError, ValueError):
         pass
     if probe_overlay(root):
         driver = "overlay"
@@ -80,7 +81,7 @@ def choose(root: str, requested: str | None = None) -> str:
     try:
         tmp = f"{path}.{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"kernel": kernel, "driver": driver}, f)
+            f.write(f"{kernel} {driver}\n")
         os.rename(tmp, path)
     except OSError:
         pass

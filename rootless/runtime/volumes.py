@@ -73,11 +73,11 @@ def _chown_tree(dfd: int, name: str, sfd: int) -> None:
 
 def create(c: Container) -> list[str]:
     """Make and fill the anonymous volumes of `c`; return their -v specs."""
+    image_config = c.config.get("image_config")
+    if not isinstance(image_config, dict) or not declared(image_config):
+        return []
     from rootless.overlay.copy import in_container
 
-    image_config = c.config.get("image_config")
-    if not isinstance(image_config, dict):
-        return []
     run = c.config["run"]
     assert isinstance(run, dict)
     taken = {str(v).split(":")[1] for v in run.get("volumes", []) if ":" in str(v)}

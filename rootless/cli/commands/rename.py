@@ -24,8 +24,12 @@ def main(ctx: Context, p: Parsed) -> int:
     if not names.valid(new):
         raise UsageError(f"invalid container name {new!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     with c.lock():
-        if any(o.name == new and o.id != c.id for o in s.all()):
+        if new == c.name:
+            return 0
+        if any(o.name == new and o.id != c.id for o in s.all()) or not s.reserve_name(new, c.id):
             raise ContainerError(f'the container name "{new}" is already in use')
+        old = c.name
         c.config["name"] = new
         c.save_config()
+        s.release_name(old, c.id)
     return 0

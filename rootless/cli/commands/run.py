@@ -181,8 +181,10 @@ def create_from_args(ctx: Context, p: Parsed) -> tuple[object, RunOptions]:
         from rootless.runtime.storage import choose
 
         driver = choose(ctx.root, ctx.storage_driver)
+    ephemeral = bool(p.get("rm")) and not p.get("detach")  # removed on exit: no fsync needed
     c = create_container(store, opts, name if isinstance(name, str) else None, image,
-                         rootfs if isinstance(rootfs, str) and rootfs else None, driver)
+                         rootfs if isinstance(rootfs, str) and rootfs else None, driver,
+                         durable=not ephemeral)
     return c, opts
 
 
@@ -258,7 +260,7 @@ def _run_rm_foreground(c: object) -> int:
         return runner.run(opts)  # type: ignore[arg-type]
     finally:
         try:
-            lifecycle.remove(c, force=True)  # type: ignore[arg-type]
+            lifecycle.remove(c, force=True, stopped=True)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - the command's status matters more
             from rootless import log
 
