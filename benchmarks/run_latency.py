@@ -91,6 +91,68 @@ def oci_bundle(tool: str, work: str, rootfs: str) -> str:
     return bundle
 
 
+def three_layer_archive(work: str, rootfs: str) -> str:
+    """An oci-archive of the rootfs split in three layers (busybox, its applet links,
+    the rest), for the overlay contenders; returns its path."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    layout = os.path.join(work, "oci")
+    blobs = os.path.join(layout, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return "sha256:" + digest
+
+    groups: list[list[str]] = [[], [], []]
+    for top, dirs, files in os.walk(rootfs):
+        for name in sorted(dirs + files):
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, rootfs)
+            if rel == "bin/busybox":
+                groups[0].append(rel)
+            elif rel.startswith("bin/") and os.path.islink(path):
+                groups[1].append(rel)
+            else:
+                groups[2].append(rel)
+    layers, diff_ids = [], []
+    for names in groups:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            if names is groups[0] or names is groups[1]:
+                tar.add(os.path.join(rootfs, "bin"), arcname="bin", recursive=False)
+            for rel in names:
+                tar.add(os.path.join(rootfs, rel), arcname=rel, recursive=False)
+        data = raw.getvalue()
+        diff_ids.append("sha256:" + hashlib.sha256(data).hexdigest())
+        blob = gzip.compress(data, compresslevel=1, mtime=0)
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                       "digest": put(blob), "size": len(blob)})
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": put(config), "size": len(config)},
+                           "layers": layers}).encode()
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),
+        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "bench/three:latest"}}]}
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump(index, f)
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion": "1.0.0"}')
+    archive = os.path.join(work, "three.oci.tar")
+    with tarfile.open(archive, "w") as tar:
+        for name in ("oci-layout", "index.json", "blobs"):
+            tar.add(os.path.join(layout, name), arcname=name)
+    return archive
+
+
 def contenders(work: str, rootfs: str, podman_rounds: int) -> list[Contender]:
     env = base_env()
     xdg = os.path.join(work, "xdg")
@@ -120,6 +182,18 @@ def contenders(work: str, rootfs: str, podman_rounds: int) -> list[Contender]:
     ]  # fmt: skip
     cs.append(Contender("podman", podman, env | {"XDG_RUNTIME_DIR": xdg}, rounds=podman_rounds,
                         note="--runtime runc --cgroup-manager cgroupfs, --network host"))  # fmt: skip
+    # The same rootfs as a three-layer image: overlay root in the user namespace.
+    archive = three_layer_archive(work, rootfs)
+    store_env = env | {"ROOTLESS_ROOT": os.path.join(work, "rootless-images")}
+    rc, err = run_quiet([ROOTLESS, "load", "-i", archive], store_env, work)
+    image = "bench/three:latest"
+    cs.append(Contender("rootless image", [ROOTLESS, "run", "--rm", image, "true"], store_env,
+                        note="three layers, overlay", error="" if rc == 0 else f"load: {err}"))
+    pimg = podman[:podman.index("run")]
+    rc, err = run_quiet([*pimg, "load", "-i", archive], env | {"XDG_RUNTIME_DIR": xdg}, work)
+    cs.append(Contender("podman image", [*pimg, "run", "--rm", "--network", "host", image, "true"],
+                        env | {"XDG_RUNTIME_DIR": xdg}, rounds=podman_rounds,
+                        note="three layers, overlay", error="" if rc == 0 else f"load: {err}"))
     return cs
 
 
@@ -179,6 +253,11 @@ def derive(cs: list[Contender]) -> dict[str, Any]:
         if "podman" in med:
             out["podman_vs_rootless"] = med["podman"] / med["rootless"]
             out["target_10x_faster_than_podman"] = med["podman"] >= 10 * med["rootless"]
+    if "rootless image" in med:
+        if "podman image" in med:
+            out["podman_image_vs_rootless_image"] = med["podman image"] / med["rootless image"]
+        if "rootless" in med:
+            out["image_vs_rootfs"] = med["rootless image"] / med["rootless"]
     return out
 
 
@@ -227,6 +306,14 @@ def markdown(cs: list[Contender], derived: dict[str, Any], meta: dict[str, Any])
         ok = "met" if derived["target_own_cost_le_2x_ch_run"] else "NOT met"
         lines.append(f"- own cost / ch-run median: {derived['own_cost_vs_ch_run']:.2f}x "
                      f"(target <= 2x: {ok})")  # fmt: skip
+    if "podman_image_vs_rootless_image" in derived:
+        r = derived["podman_image_vs_rootless_image"]
+        lines.append(f"- three-layer image: podman / rootless median: {r:.2f}x "
+                     f"(target >= 10x: {'met' if r >= 10 else 'NOT met'})")
+    if "image_vs_rootfs" in derived:
+        r = derived["image_vs_rootfs"]
+        lines.append(f"- three-layer image / plain rootfs (rootless): {r:.2f}x "
+                     f"(target <= 1.3x: {'met' if r <= 1.3 else 'NOT met'})")
     if "podman_vs_rootless" in derived:
         ok = "met" if derived["target_10x_faster_than_podman"] else "NOT met"
         lines.append(f"- podman / rootless median: {derived['podman_vs_rootless']:.2f}x "

@@ -308,14 +308,15 @@ def remove_tree(path: str, idmap_mode: str) -> None:
     """Delete a container's directory; files owned by subordinate ids need the user
     namespace (tried only when a plain delete is refused: usually there are none)."""
     from rootless.native import NativeError
-    from rootless.native.fs import rmtree
+    from rootless.native.fs import rmtree, rmtree_in_userns
 
     try:
         rmtree(path)
         return
     except NativeError:
-        if idmap_mode != "full":
+        if idmap_mode != "full" or os.getuid() == 0:
             raise
-    from rootless.store.ownership import Ownership
+    from rootless.runtime import idmap
 
-    Ownership.detect().rmtree(path)
+    mapping = idmap.plan()
+    rmtree_in_userns(path, lambda pid: idmap.apply(mapping, pid))
