@@ -82,18 +82,51 @@ step "rootless run --rm --rootfs busybox sh -c 'id; hostname; xargs -0 </proc/1/
 step "echo hi | rootless run --rm -i --rootfs busybox cat"
 step "rootless run --rm --rootfs busybox sh -c 'exit 3'; echo \"exit status: \$?\""
 
-# ------------------------------------------------------------------ 4. images (to come)
-# NEXT (when `rootless pull` lands): start Debian's docker-registry on
-# 127.0.0.1 in $DEMO_DIR (see the registry fixture in tests/conftest.py for the
-# config), push a busybox image built from $ROOTFS with skopeo/umoci, then:
-#   step "rootless pull --tls-verify=false 127.0.0.1:PORT/demo/busybox"
-#   step "rootless images"
-# NEXT (when `run IMAGE` lands):
-#   step "rootless run --name demo 127.0.0.1:PORT/demo/busybox sh -c 'echo hello > /greeting'"
-# NEXT (when `ps`, `diff`, `commit` land):
-#   step "rootless ps -a"
-#   step "rootless diff demo"
-#   step "rootless commit demo demo/greeting && rootless run --rm demo/greeting cat /greeting"
+# ------------------------------------------------------------------ 4. a local registry
+bold "4. A local registry serving an image (Debian's docker-registry on 127.0.0.1)"
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+REG="127.0.0.1:$PORT"
+mkdir -p "$DEMO_DIR/registry"
+cat > "$DEMO_DIR/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $DEMO_DIR/registry/data
+http:
+  addr: $REG
+YAML
+/usr/bin/docker-registry serve "$DEMO_DIR/registry/config.yml" >"$DEMO_DIR/registry/log" 2>&1 &
+REGISTRY_PID=$!
+trap 'kill $REGISTRY_PID 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+# The image: the busybox tree as one layer, plus a second layer, pushed with skopeo.
+(cd "$REPO/tests/helpers" && /usr/bin/python3 -c "
+import sys
+from images import Layout, TarEntry, gnu_tar_layer, layer_tar
+layout = Layout('$DEMO_DIR/oci')
+top = layer_tar([TarEntry('etc/motd', data=b'Hello from a rootless container!\\n')])
+img = layout.image([(gnu_tar_layer('$ROOTFS'), 'gzip'), (top, 'gzip')], cmd=['sh'])
+layout.tag('latest', img.manifest)
+")
+skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$DEMO_DIR/oci:latest" "docker://$REG/demo/busybox:latest"
+echo "serving $REG/demo/busybox:latest"
+
+# ------------------------------------------------------------------ 5. pull, run, ps, diff, commit
+bold "5. Pull it, run it, and look at what changed"
+IMG="$REG/demo/busybox"
+step "rootless pull $IMG"
+step "rootless images"
+step "rootless run --name demo $IMG sh -c 'cat /etc/motd; echo hello > /greeting; rm /etc/motd'"
+step "rootless ps -a"
+step "rootless diff demo"
+step "rootless commit -m 'add a greeting' demo demo/greeting:v1"
+step "rootless images"
+step "rootless run --rm demo/greeting:v1 cat /greeting"
+step "rootless run -d --name web $IMG sh -c 'while :; do date; sleep 1; done'"
+step "sleep 1.5; rootless logs web; rootless stop -t 1 web; rootless ps -a"
+step "rootless rm web demo && rootless rmi demo/greeting:v1"
 
 # ------------------------------------------------------------------ summary
 if ((${#FAILED[@]})); then
