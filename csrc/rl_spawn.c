@@ -294,11 +294,11 @@ struct child_args {
     int parent_end;  /* closed in the child */
 };
 
-static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
+/* Both children start the same way: default signals, die with the parent, and
+ * wait until the parent says go (it writes the id maps first). */
+static void child_wait_for_go(int sync)
 {
-    struct rl_error err;
     struct rl_msg m;
-    memset(&err, 0, sizeof(err));
     reset_signals();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     ssize_t n;
@@ -307,21 +307,20 @@ static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
     while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof(m) || m.type != RL_MSG_GO)
         _exit(125);
-    if ((cfg->sflags & RL_SF_NEWNET) && loopback_up(&err) < 0)
-        child_fail(sync, &err, 125);
-    if (rl_build_root(cfg, &err) < 0)
-        child_fail(sync, &err, 125);
-    if (cfg->hostname != NULL && cfg->hostname[0] != '\0' &&
-        sethostname(cfg->hostname, strlen(cfg->hostname)) < 0) {
-        rl_error_set(&err, errno, RL_STAGE_HOSTNAME, "cannot set the hostname");
-        child_fail(sync, &err, 125);
-    }
+}
+
+/* And end the same way: the terminal, the user, the working directory, no_new_privs,
+ * root emulation, and every fd above 2 closed on exec. */
+static void child_prepare_exec(const struct rl_spawn_config *cfg, int sync, int create_cwd)
+{
+    struct rl_error err;
+    memset(&err, 0, sizeof(err));
     int slave = -1;
     if ((cfg->sflags & RL_SF_TTY) && (slave = make_pty(cfg, sync, &err)) < 0)
         child_fail(sync, &err, 125);
     if (setup_stdio(cfg, slave, &err) < 0)
         child_fail(sync, &err, 125);
-    if (cfg->cwd != NULL && cfg->cwd[0] != '\0') {
+    if (create_cwd && cfg->cwd != NULL && cfg->cwd[0] != '\0') {
         /* Like docker: a missing working directory is created (best effort). */
         RL_CLEANUP_CLOSE int rfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
         int fd = rfd >= 0 ? rl_mkdir_in_root(rfd, cfg->cwd, 0755) : -1;
@@ -341,6 +340,23 @@ static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
     if ((cfg->sflags & RL_SF_FAKEROOT) && rl_install_fakeroot(&err) < 0)
         child_fail(sync, &err, 125);
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+}
+
+static _Noreturn void child_main(const struct rl_spawn_config *cfg, int sync)
+{
+    struct rl_error err;
+    memset(&err, 0, sizeof(err));
+    child_wait_for_go(sync);
+    if ((cfg->sflags & RL_SF_NEWNET) && loopback_up(&err) < 0)
+        child_fail(sync, &err, 125);
+    if (rl_build_root(cfg, &err) < 0)
+        child_fail(sync, &err, 125);
+    if (cfg->hostname != NULL && cfg->hostname[0] != '\0' &&
+        sethostname(cfg->hostname, strlen(cfg->hostname)) < 0) {
+        rl_error_set(&err, errno, RL_STAGE_HOSTNAME, "cannot set the hostname");
+        child_fail(sync, &err, 125);
+    }
+    child_prepare_exec(cfg, sync, 1);
     if (cfg->sflags & RL_SF_INIT)
         run_init(cfg, sync);
     int e = exec_command(cfg);
@@ -412,36 +428,11 @@ static int join_namespaces(int target_pid, struct rl_error *err)
 static _Noreturn void exec_child_main(int target_pid, const struct rl_spawn_config *cfg, int sync)
 {
     struct rl_error err;
-    struct rl_msg m;
     memset(&err, 0, sizeof(err));
-    reset_signals();
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ssize_t n;
-    do
-        n = recv(sync, &m, sizeof(m), 0);
-    while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof(m) || m.type != RL_MSG_GO)
-        _exit(125);
+    child_wait_for_go(sync);
     if (join_namespaces(target_pid, &err) < 0)
         child_fail(sync, &err, 125);
-    int slave = -1;
-    if ((cfg->sflags & RL_SF_TTY) && (slave = make_pty(cfg, sync, &err)) < 0)
-        child_fail(sync, &err, 125);
-    if (setup_stdio(cfg, slave, &err) < 0)
-        child_fail(sync, &err, 125);
-    if (switch_user(cfg, &err) < 0)
-        child_fail(sync, &err, 125);
-    if (cfg->cwd != NULL && cfg->cwd[0] != '\0' && chdir(cfg->cwd) < 0) {
-        rl_error_set(&err, errno, RL_STAGE_CWD, "cannot change to the working directory %s", cfg->cwd);
-        child_fail(sync, &err, 126);
-    }
-    if ((cfg->sflags & RL_SF_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-        rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
-        child_fail(sync, &err, 125);
-    }
-    if ((cfg->sflags & RL_SF_FAKEROOT) && rl_install_fakeroot(&err) < 0)
-        child_fail(sync, &err, 125);
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    child_prepare_exec(cfg, sync, 0);
     /* setns(pid) only moves our children: run the command as a child, like --init. */
     run_init(cfg, sync);
 }

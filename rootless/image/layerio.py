@@ -109,12 +109,20 @@ class Inflater:
 
 def _decompressor_factory(kind: str) -> Callable[[], Any] | None:
     if kind == "gzip":
-        from isal import isal_zlib
-
-        return lambda: isal_zlib.decompressobj(31)
+        zmod: Any
+        try:
+            from isal import isal_zlib as zmod  # ISA-L: several times zlib's speed
+        except ImportError:  # pragma: no cover - isal is a dependency
+            import zlib as zmod
+        return lambda: zmod.decompressobj(31)
     if kind == "zstd":
-        import zstandard
+        try:
+            import zstandard
+        except ImportError:
+            from rootless.errors import ImageError
 
+            raise ImageError("this image has zstd-compressed layers and the zstandard module is missing",
+                             hint="pip install zstandard") from None
         return zstandard.ZstdDecompressor().decompressobj
     if kind == "xz":
         return lzma.LZMADecompressor

@@ -31,6 +31,7 @@ from rootless.errors import (
     RootlessError,
     StoreError,
 )
+from rootless.image.layerio import Inflater
 from rootless.image.reference import Reference
 from rootless.image.types import (
     GZIP_LAYER_TYPES,
@@ -116,46 +117,9 @@ class PullCancelled(Exception):
 # ---------------------------------------------------------------- decompression
 
 
-class _Inflater:
-    """Incremental decompressor for gzip (multi-member), zstd (multi-frame) or none."""
-
-    def __init__(self, media_type: str) -> None:
-        self.kind = _kind(media_type)
-        self._obj: Any = None
-        self._new: Any = None
-        if self.kind == "gzip":
-            zmod: Any
-            try:
-                from isal import isal_zlib as zmod
-            except ImportError:  # pragma: no cover - isal is a dependency
-                import zlib as zmod
-            self._new = lambda: zmod.decompressobj(31)
-        elif self.kind == "zstd":
-            try:
-                import zstandard
-            except ImportError:
-                raise ImageError(
-                    "this image has zstd-compressed layers and the zstandard module is missing",
-                    hint="pip install zstandard",
-                ) from None
-            dctx = zstandard.ZstdDecompressor()
-            self._new = dctx.decompressobj
-        self.ended = self.kind == "none"
-
-    def feed(self, data: bytes) -> bytes:
-        if self.kind == "none":
-            return data
-        out: list[bytes] = []
-        while data:
-            if self._obj is None or getattr(self._obj, "eof", False):
-                if self._obj is not None and not data.strip(b"\0"):
-                    break  # zero padding after the last member
-                self._obj = self._new()
-            obj = self._obj
-            out.append(obj.decompress(data))
-            data = obj.unused_data if getattr(obj, "eof", False) else b""
-        self.ended = self._obj is not None and bool(getattr(self._obj, "eof", False))
-        return b"".join(out) if len(out) != 1 else out[0]
+def inflater_for(media_type: str) -> Inflater:
+    """Incremental decompressor for a layer's media type (gzip, zstd or none)."""
+    return Inflater(_kind(media_type))
 
 
 def _kind(media_type: str) -> str:
@@ -188,7 +152,7 @@ class _LayerStream:
         self.writer = writer
         self.progress = progress
         self.cancel = cancel
-        self.inflater = _Inflater(desc.media_type)
+        self.inflater = inflater_for(desc.media_type)
         self.diff_hash = hashlib.sha256()
         self.size = 0
         self.compressed = 0

@@ -128,20 +128,9 @@ def untar_in_userns(
 
 def rmtree_in_userns(path: str, write_maps: WriteMaps | None) -> None:
     """Delete `path` recursively from a child in a new user namespace."""
-    parent, name = os.path.split(os.path.abspath(path))
-    try:
-        dirfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    c_name = ffi.new("char[]", os.fsencode(name))
-    job = ffi.new("struct rl_job *")
-    job.kind = lib.RL_JOB_RMTREE
-    job.no_userns = 1 if write_maps is None else 0
-    job.tar_fd = -1
-    job.dirfd = dirfd
-    job.name = c_name
-    pid, sync = _run(job, write_maps, [dirfd])
-    _finish(pid, sync)
+    from rootless.native.fs import rmtree_in_userns as _rmtree_in_userns
+
+    _rmtree_in_userns(path, write_maps)
 
 
 def rmtree(path: str) -> None:

@@ -15,7 +15,7 @@ from rootless.errors import StoreError
 
 def populate(dest: str, root: str, layers: list[tuple[str, str]]) -> None:
     """Unpack `layers` ((digest, media type), lowest first) from the store at `root`."""
-    from rootless.image.pull import _Inflater
+    from rootless.image.pull import inflater_for
     from rootless.native.job import untar_in_userns
     from rootless.native.untar import untar_stream
     from rootless.store.ownership import OVERRIDE, ROOT, USERNS, Ownership
@@ -29,15 +29,15 @@ def populate(dest: str, root: str, layers: list[tuple[str, str]]) -> None:
         if not os.path.exists(path):
             raise StoreError(f"layer blob {digest[:19]} is missing: the vfs driver needs it",
                              hint="pull the image again")
-        inflater = _Inflater(media_type)
+        inflater = inflater_for(media_type)
 
-        def chunks(p: str = path, inf: _Inflater = inflater) -> object:
+        def chunks(p: str = path, inf: object = inflater) -> object:
             with open(p, "rb") as f:
                 while True:
                     data = f.read(1 << 20)
                     if not data:
                         return
-                    out = inf.feed(data)
+                    out = inf.feed(data)  # type: ignore[attr-defined]
                     if out:
                         yield out
 
