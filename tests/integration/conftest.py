@@ -52,3 +52,19 @@ def build_debian(registry, tmp_path_factory):  # type: ignore[no-untyped-def]
     ref = registry.ref("test/build-debian", "bookworm")
     push(layout, "bookworm", ref)
     return ref
+
+
+@pytest.fixture(scope="session")
+def busybox_image(registry, busybox_rootfs, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A two-layer busybox image (the rootfs, then /etc/motd and /srv) in the test
+    registry; returns its reference."""
+    from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
+
+    layout = Layout(tmp_path_factory.mktemp("ctr-image"))
+    base = gnu_tar_layer(busybox_rootfs)
+    top = layer_tar([TarEntry("etc/motd", data=b"layer two\n"), TarEntry("srv", kind="dir")])
+    img = layout.image([(base, "gzip"), (top, "gzip")], cmd=["/bin/sh"])
+    layout.tag("latest", img.manifest)
+    ref = registry.ref("test/ctr-busybox")
+    push(layout, "latest", ref)
+    return ref

@@ -14,22 +14,13 @@ import signal
 import time
 
 import pytest
-from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
 
 pytestmark = pytest.mark.needs_userns
 
 
 @pytest.fixture(scope="session")
-def image(registry, busybox_rootfs, tmp_path_factory):
-    """A two-layer busybox image in the test registry; returns its reference."""
-    layout = Layout(tmp_path_factory.mktemp("ctr-image"))
-    base = gnu_tar_layer(busybox_rootfs)
-    top = layer_tar([TarEntry("etc/motd", data=b"layer two\n"), TarEntry("srv", kind="dir")])
-    img = layout.image([(base, "gzip"), (top, "gzip")], cmd=["/bin/sh"])
-    layout.tag("latest", img.manifest)
-    ref = registry.ref("test/ctr-busybox")
-    push(layout, "latest", ref)
-    return ref
+def image(busybox_image):
+    return busybox_image
 
 
 def ok(proc):
