@@ -39,16 +39,7 @@ def _finish(pid: int, sync: int) -> UntarStats:
     err = ffi.new("struct rl_error *")
     if lib.rl_job_finish(pid, sync, stats, err) < 0:
         raise_native_error(err)
-    return UntarStats(
-        entries=int(stats.entries),
-        bytes=int(stats.bytes),
-        whiteouts=int(stats.whiteouts),
-        skipped=int(stats.skipped),
-        devices_skipped=int(stats.devices_skipped),
-        xattrs_dropped=int(stats.xattrs_dropped),
-        hardlinks=int(stats.hardlinks),
-        sparse_files=int(stats.sparse_files),
-    )
+    return UntarStats.from_c(stats)
 
 
 def _run(

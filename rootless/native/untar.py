@@ -48,6 +48,11 @@ class UntarStats:
     hardlinks: int
     sparse_files: int
 
+    @classmethod
+    def from_c(cls, stats: object) -> UntarStats:
+        """From a filled `struct rl_untar_stats *`."""
+        return cls(**{f: int(getattr(stats, f)) for f in cls.__dataclass_fields__})
+
 
 def _flags(
     *, chown: bool, override_stat: bool, overlay: bool, userxattr: bool, no_devices: bool
@@ -123,16 +128,7 @@ def untar_fd(
         os.close(root)
     if rc < 0:
         raise_native_error(err)
-    return UntarStats(
-        entries=int(stats.entries),
-        bytes=int(stats.bytes),
-        whiteouts=int(stats.whiteouts),
-        skipped=int(stats.skipped),
-        devices_skipped=int(stats.devices_skipped),
-        xattrs_dropped=int(stats.xattrs_dropped),
-        hardlinks=int(stats.hardlinks),
-        sparse_files=int(stats.sparse_files),
-    )
+    return UntarStats.from_c(stats)
 
 
 def _chunks(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
