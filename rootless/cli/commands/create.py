@@ -21,7 +21,6 @@ COMMAND = Command(
 
 
 def main(ctx: Context, p: Parsed) -> int:
-    run_cmd.COMMAND.name = "create"
-    c, _ = run_cmd.create_from_args(ctx, p)
+    c, _ = run_cmd.create_from_args(ctx, p, "create")
     sys.stdout.write(c.id + "\n")  # type: ignore[attr-defined]
     return 0

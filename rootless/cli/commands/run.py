@@ -140,7 +140,7 @@ def _hpc_options(p: Parsed, opts: RunOptions) -> None:
                 gpu.parse_device(d)
 
 
-def create_from_args(ctx: Context, p: Parsed) -> tuple[object, RunOptions]:
+def create_from_args(ctx: Context, p: Parsed, verb: str = "run") -> tuple[object, RunOptions]:
     """Create (but do not start) the container these options describe."""
     from rootless import log
     from rootless.runtime.containers import ContainerStore
@@ -155,8 +155,8 @@ def create_from_args(ctx: Context, p: Parsed) -> tuple[object, RunOptions]:
         _check_rootfs(rootfs)
     else:
         if not args:
-            raise UsageError(f"'rootless {COMMAND.name}' requires an image (or --rootfs DIR)\n"
-                             f"See 'rootless {COMMAND.name} --help'.")
+            raise UsageError(f"'rootless {verb}' requires an image (or --rootfs DIR)\n"
+                             f"See 'rootless {verb} --help'.")
         from rootless.runtime.imagesource import resolve
 
         image = resolve(ctx, args.pop(0), str(p.pull), p.get("platform"),  # type: ignore[attr-defined]
