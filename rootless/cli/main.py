@@ -178,6 +178,8 @@ def _report(message: str) -> None:
         sys.stdout.flush()
     except Exception:  # noqa: BLE001 - a closed stdout must not hide the error
         pass
+    # Always one line: a "See 'rootless X --help'." follow-up joins the message.
+    message = " ".join(part.strip() for part in message.splitlines() if part.strip())
     sys.stderr.write(f"rootless: {message}\n")
     sys.stderr.flush()
 
