@@ -86,7 +86,7 @@ class Session:
 
     def run(self) -> int | None:
         """Relay until the container exits (its status) or we detach (None)."""
-        import _signal
+        import _signal  # type: ignore[import-not-found]  # `signal` would import enum (4 ms)
 
         from rootless.runtime.tty import RawMode
 

@@ -70,7 +70,7 @@ def overlay(base: str) -> dict[str, object]:
         dirs = [os.path.join(tmp, d) for d in ("lower", "upper", "work", "merged")]
         for d in dirs:
             os.mkdir(d)
-        err = probe.overlay(*dirs, extra="userxattr")
+        err = probe.overlay(dirs[0], dirs[1], dirs[2], dirs[3], extra="userxattr")
         if err is None:
             return _check(True, f"kernel overlayfs mounts in a user namespace with userxattr ({base})")
         return _check(False, f"kernel overlayfs in a user namespace: {err}",

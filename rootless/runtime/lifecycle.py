@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from _signal import SIGKILL, SIGTERM  # not `signal`: its enum wrappers cost 4 ms at start-up
+from _signal import SIGKILL, SIGTERM  # type: ignore[import-not-found]  # not `signal`: enum costs 4 ms
 
 from rootless import log
 from rootless.errors import ContainerError, RootlessError

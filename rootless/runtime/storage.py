@@ -43,7 +43,7 @@ def probe_overlay(root: str) -> bool:
         dirs = [os.path.join(tmp, d) for d in ("lower", "upper", "work", "merged")]
         for d in dirs:
             os.mkdir(d)
-        return probe.overlay(*dirs, extra="userxattr") is None
+        return probe.overlay(dirs[0], dirs[1], dirs[2], dirs[3], extra="userxattr") is None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

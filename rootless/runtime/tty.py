@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import select
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def window_size(fd: int) -> tuple[int, int]:
     """The terminal's size, or 24x80 when there is none (a detached container):
@@ -41,7 +45,7 @@ class RawMode:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.saved: list[object] | None = None
+        self.saved: list[Any] | None = None
 
     def __enter__(self) -> RawMode:
         import termios
@@ -67,7 +71,7 @@ class RawMode:
 
 def relay(master: int, interactive: bool) -> None:
     """Copy stdin -> master (when interactive) and master -> stdout until the pty closes."""
-    import _signal
+    import _signal  # type: ignore[import-not-found]  # `signal` would import enum (4 ms)
 
     term_fd = 0 if os.isatty(0) else (1 if os.isatty(1) else -1)
     if term_fd >= 0:
