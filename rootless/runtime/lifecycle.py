@@ -124,7 +124,8 @@ def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bo
             mon_args += ["--pty-fd", str(child.pty_fd)]
         start = state.pid_start_time(child.pid)
         state.atomic_write_json(c.run_path("state.json"), {
-            "pid": child.pid, "pid_start": start, "monitor_pid": os.getpid(), "started_at": time.time(),
+            "pid": child.pid, "pid_start": start, "monitor_pid": os.getpid(),
+            "monitor_start": state.pid_start_time(os.getpid()), "started_at": time.time(),
         })
         for p in (c.run_path("exit"),):
             try:

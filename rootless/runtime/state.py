@@ -114,6 +114,10 @@ def compute(state_path: str, exit_paths: list[str]) -> Status:
         code, finished = max(exits, key=lambda e: e[1])
         if started is None or finished >= started - 1:
             return Status("exited", 0, code, started, finished)
+    mstart = st.get("monitor_start")
+    if pid and monitor_pid and alive(monitor_pid, mstart if isinstance(mstart, int) else None):
+        # The process has just ended and its monitor is still writing the exit status.
+        return Status("running", pid, None, started, None, monitor_pid)
     if pid:
         # It was started, its process is gone, and no monitor recorded an exit:
         # the monitor was killed (the container died with it) or the host rebooted.

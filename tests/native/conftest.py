@@ -226,6 +226,7 @@ class Nobody:
                 f"--regid={NOBODY}",
                 "--clear-groups",
                 self.py,
+                "-P",  # not the checkout in the cwd: the installed package, with its C core
                 "-c",
                 script,
                 str(tar),
@@ -236,6 +237,7 @@ class Nobody:
             text=True,
             timeout=60,
             check=False,
+            cwd="/",
         )
         assert proc.returncode == 0, proc.stderr
         result: dict[str, Any] = json.loads(proc.stdout)

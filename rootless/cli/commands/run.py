@@ -254,7 +254,8 @@ def _run_rm_foreground(c: object) -> int:
             def started(pid: int) -> None:
                 state.atomic_write_json(c.run_path("state.json"), {  # type: ignore[attr-defined]
                     "pid": pid, "pid_start": state.pid_start_time(pid), "monitor_pid": os.getpid(),
-                    "started_at": time.time()}, sync=False)
+                    "monitor_start": state.pid_start_time(os.getpid()), "started_at": time.time()},
+                    sync=False)
 
             opts.on_started = started  # type: ignore[attr-defined]
         return runner.run(opts)  # type: ignore[arg-type]
