@@ -30,7 +30,6 @@ import pytest
 from rootless.native.untar import UntarStats, untar_stream
 
 MTIME = 1_600_000_000
-REPO = str(Path(__file__).resolve().parents[2])
 NOBODY = 65534
 
 
@@ -209,7 +208,6 @@ class Nobody:
         os.chmod(tar, 0o644)
         script = (
             "import json, sys\n"
-            f"sys.path.insert(0, {REPO!r})\n"
             "from dataclasses import asdict\n"
             "from rootless.native.untar import untar_fd\n"
             "import os\n"
