@@ -78,6 +78,9 @@ struct rl_mount {
 #define RL_SF_SETGROUPS 16     /* call setgroups() (only when the id map allows it) */
 #define RL_SF_NO_NEW_PRIVS 32  /* prctl(PR_SET_NO_NEW_PRIVS) before execve */
 #define RL_SF_FAKEROOT 128     /* seccomp: chown/setuid families and device mknod succeed as no-ops */
+#define RL_SF_FAKEROOT_RECORD 256 /* with RL_SF_FAKEROOT: the chown family goes to a supervisor
+                                     (seccomp user notification; its fd comes back as notify_fd)
+                                     that records the owners, instead of being dropped */
 
 struct rl_spawn_config {
     int sflags;
@@ -101,6 +104,7 @@ struct rl_child {
     int pid;      /* in the caller's pid namespace */
     int sync_fd;  /* parent end of the sync socket */
     int pty_fd;   /* pty master when RL_SF_TTY, else -1 */
+    int notify_fd; /* seccomp listener with RL_SF_FAKEROOT_RECORD, else -1 */
     void *stack;  /* the child's stack until it has exec'ed or exited (rl_release) */
     size_t stack_size;
 };

@@ -28,7 +28,8 @@
 #define ARCH_OFF offsetof(struct seccomp_data, arch)
 #define ARG_LO(n) (offsetof(struct seccomp_data, args) + 8 * (n))
 
-/* Syscalls that simply succeed. */
+/* Syscalls that simply succeed. The chown family comes first (N_CHOWN entries): with
+ * recording, those go to the supervisor instead. */
 static const int fake_ok[] = {
 #ifdef __NR_chown
     __NR_chown,
@@ -40,13 +41,25 @@ static const int fake_ok[] = {
     __NR_setregid, __NR_setresuid, __NR_setresgid, __NR_setfsuid, __NR_setfsgid,
 };
 
-int rl_install_fakeroot(struct rl_error *err)
+#ifdef __NR_chown
+#define N_CHOWN_A 1
+#else
+#define N_CHOWN_A 0
+#endif
+#ifdef __NR_lchown
+#define N_CHOWN_B 1
+#else
+#define N_CHOWN_B 0
+#endif
+#define N_CHOWN (N_CHOWN_A + N_CHOWN_B + 2)
+
+int rl_install_fakeroot(int record, int *listener, struct rl_error *err)
 {
 #ifndef RL_AUDIT_ARCH
     return rl_error_set(err, ENOSYS, RL_STAGE_EXEC, "--fakeroot is not supported on this architecture");
 #else
     enum { N = sizeof(fake_ok) / sizeof(fake_ok[0]) };
-    struct sock_filter prog[N + 24];
+    struct sock_filter prog[N + 26];
     size_t k = 0;
     prog[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARCH_OFF);
     prog[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RL_AUDIT_ARCH, 1, 0);
@@ -81,9 +94,14 @@ int rl_install_fakeroot(struct rl_error *err)
     prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     size_t succeed = k;
     prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 0);
-    /* patch jumps now that the layout is known (jt/jf are relative to the next insn) */
-    for (size_t i = 0; i < N; i++)
-        prog[4 + i].jt = (unsigned char)(succeed - (4 + i) - 1);
+    size_t notify = k;
+    prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
+    /* patch jumps now that the layout is known (jt/jf are relative to the next insn);
+     * with `record`, the chown family (the first N_CHOWN entries) goes to the supervisor */
+    for (size_t i = 0; i < N; i++) {
+        size_t to = (record && i < N_CHOWN) ? notify : succeed;
+        prog[4 + i].jt = (unsigned char)(to - (4 + i) - 1);
+    }
     size_t mknodat_at = 4 + N;
     prog[mknodat_at].jf = 3;                                            /* not mknodat: next test */
     prog[mknodat_at + 2] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, (unsigned)(devcheck - (mknodat_at + 2) - 1), 0, 0);
@@ -92,6 +110,13 @@ int rl_install_fakeroot(struct rl_error *err)
     prog[mknod_at + 2] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, (unsigned)(devcheck - (mknod_at + 2) - 1), 0, 0);
 #endif
     struct sock_fprog fprog = {.len = (unsigned short)k, .filter = prog};
+    if (record) {
+        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+        if (fd < 0)
+            return rl_error_set(err, errno, RL_STAGE_EXEC, "cannot install the --fakeroot seccomp filter");
+        *listener = (int)fd;
+        return 0;
+    }
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog) < 0)
         return rl_error_set(err, errno, RL_STAGE_EXEC, "cannot install the --fakeroot seccomp filter");
     return 0;

@@ -31,6 +31,7 @@
 #define RL_MSG_GO 1
 #define RL_MSG_ERROR 2
 #define RL_MSG_PTY 3
+#define RL_MSG_NOTIFY 4
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -337,8 +338,15 @@ static void child_prepare_exec(const struct rl_spawn_config *cfg, int sync, int 
         rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
         child_fail(sync, &err, 125);
     }
-    if ((cfg->sflags & RL_SF_FAKEROOT) && rl_install_fakeroot(&err) < 0)
-        child_fail(sync, &err, 125);
+    if (cfg->sflags & RL_SF_FAKEROOT) {
+        int listener = -1;
+        if (rl_install_fakeroot(cfg->sflags & RL_SF_FAKEROOT_RECORD ? 1 : 0, &listener, &err) < 0)
+            child_fail(sync, &err, 125);
+        if (listener >= 0) {
+            send_msg(sync, RL_MSG_NOTIFY, NULL, listener);
+            close(listener);
+        }
+    }
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 }
 
@@ -457,6 +465,7 @@ int rl_exec(int target_pid, const struct rl_spawn_config *cfg, struct rl_child *
     out->pid = (int)pid;
     out->sync_fd = sv[0];
     out->pty_fd = -1;
+    out->notify_fd = -1;
     out->stack = NULL;
     out->stack_size = 0;
     return 0;
@@ -498,6 +507,7 @@ int rl_spawn(const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_
     out->pid = pid;
     out->sync_fd = sv[0];
     out->pty_fd = -1;
+    out->notify_fd = -1;
     out->stack = stack;
     out->stack_size = CHILD_STACK_SIZE;
     return 0;
@@ -555,6 +565,10 @@ int rl_continue(struct rl_child *child, struct rl_error *err)
             if (child->pty_fd >= 0)
                 close(child->pty_fd);
             child->pty_fd = fd;
+        } else if (m.type == RL_MSG_NOTIFY && fd >= 0) {
+            if (child->notify_fd >= 0)
+                close(child->notify_fd);
+            child->notify_fd = fd;
         } else if (m.type == RL_MSG_ERROR) {
             if (fd >= 0)
                 close(fd);

@@ -41,7 +41,8 @@ int rl_have_openat2(void);
 int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err);
 
 /* rl_fakeroot.c: seccomp filter for root emulation (child only). */
-int rl_install_fakeroot(struct rl_error *err);
+/* record: the chown family becomes a user notification; *listener gets its fd. */
+int rl_install_fakeroot(int record, int *listener, struct rl_error *err);
 
 /* rl_util.c */
 int rl_write_all(int fd, const void *buf, size_t len);

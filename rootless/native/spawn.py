@@ -33,6 +33,7 @@ SF_READONLY_ROOT = lib.RL_SF_READONLY_ROOT
 SF_SETGROUPS = lib.RL_SF_SETGROUPS
 SF_NO_NEW_PRIVS = lib.RL_SF_NO_NEW_PRIVS
 SF_FAKEROOT = lib.RL_SF_FAKEROOT
+SF_FAKEROOT_RECORD = lib.RL_SF_FAKEROOT_RECORD
 
 
 class MountOp:
@@ -109,6 +110,10 @@ class Child:
     @property
     def pty_fd(self) -> int:
         return int(self._c.pty_fd)  # type: ignore[attr-defined]
+
+    @property
+    def notify_fd(self) -> int:
+        return int(self._c.notify_fd)  # type: ignore[attr-defined]
 
     def resume(self) -> None:
         """Let the child build its root and exec; raise NativeError on its failure."""

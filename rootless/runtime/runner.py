@@ -392,6 +392,9 @@ def run(opts: RunOptions) -> int:
             raise
         if devnull >= 0:
             cfg.stdio = (devnull, 1, 2)  # type: ignore[attr-defined]
+        if opts.fakeroot:
+            # In the foreground we can supervise: record the owners chown asks for.
+            cfg.sflags |= native_spawn.SF_FAKEROOT_RECORD  # type: ignore[attr-defined]
         try:
             if early is None:
                 child = native_spawn.spawn(cfg)  # type: ignore[arg-type]
@@ -411,6 +414,10 @@ def run(opts: RunOptions) -> int:
             child.resume()
             if TIMINGS is not None:
                 TIMINGS.phase("exec")
+            if child.notify_fd >= 0:
+                from rootless.runtime import ownrecord
+
+                ownrecord.start(child.notify_fd)
             if opts.on_started is not None:
                 opts.on_started(child.pid)  # type: ignore[operator]
         except BaseException as exc:

@@ -226,6 +226,7 @@ def test_every_instruction(cli: CLI, base: str, http_file: str, registry: Regist
         path, owner, mode = line.split()
         uid, gid = owner.split(":")
         assert owners_in_layers[path.lstrip("/")] == (int(uid), int(gid), int(mode, 8)), path
+    assert owners_in_layers["srv/app/run.txt"][:2] == (1000, 50)  # chown in RUN, for every user
     ok(cli.run("rmi", "everything:1"))
     ok(cli.run("pull", "-q", dest, timeout=120))
     assert run_sh(cli, dest, OWNERS).splitlines() == owners
@@ -413,8 +414,8 @@ def test_apt_install(cli_factory, build_debian: str, registry: Registry, who: st
         shutil.rmtree(copy_dir, ignore_errors=True)
     assert in_layers["home/builder/notes.txt"] == (4242, 4242, 0o644)  # COPY --chown: recorded everywhere
     assert in_layers["usr/bin/hello"][:2] == (0, 0)
-    # chown in RUN: recorded with subordinate ids; root emulation does not record it (docs/build.md)
-    assert in_layers["data"][:2] == ((4242, 4242) if cli.has_subids else (0, 0))
+    # chown in RUN: real with subordinate ids; recorded by root emulation's supervisor without
+    assert in_layers["data"][:2] == (4242, 4242)
     ok(cli.run("rmi", "apt:1"))
     ok(cli.run("pull", "-q", dest, timeout=300))
     assert run_sh(cli, dest, "stat -c '%n %u:%g' /home/builder/notes.txt /usr/bin/hello /data").splitlines() == owners
