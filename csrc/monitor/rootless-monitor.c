@@ -14,7 +14,11 @@
  *
  * Usage: rootless-monitor --pid N --socket-fd FD --log PATH --exit-file PATH
  *          [--exit-file PATH] [--pty-fd FD | --stdin-fd FD --stdout-fd FD --stderr-fd FD]
- *          [--client-fd FD] [--on-exit PROGRAM ARG...]
+ *          [--client-fd FD] [--notify-fd FD] [--on-exit PROGRAM ARG...]
+ *
+ * --notify-fd is the seccomp listener of a --fakeroot container: the monitor
+ * answers its chown calls with success and records the requested owner in the
+ * file's user.containers.override_stat xattr (what `rootless commit` packs).
  *
  * --on-exit must come last: that command runs (and is waited for) after the exit
  * status is written and before attached clients hear of the exit; `run --rm` uses
@@ -34,7 +38,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -74,6 +81,7 @@ static struct {
     struct stream streams[2];
     int n_streams;
     char **on_exit;
+    int notify_fd;
 } M;
 
 static int parse_int(const char *s, int *out)
@@ -300,6 +308,7 @@ static int parse_args(int argc, char **argv, int *client_fd)
     const char *log_path = NULL;
     *client_fd = -1;
     M.listen_fd = -1;
+    M.notify_fd = -1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (strcmp(k, "--on-exit") == 0) {
@@ -313,6 +322,8 @@ static int parse_args(int argc, char **argv, int *client_fd)
             target = &M.listen_fd;
         else if (strcmp(k, "--client-fd") == 0)
             target = client_fd;
+        else if (strcmp(k, "--notify-fd") == 0)
+            target = &M.notify_fd;
         else if (strcmp(k, "--pty-fd") == 0)
             target = &pty_fd;
         else if (strcmp(k, "--stdin-fd") == 0)
@@ -346,6 +357,128 @@ static int parse_args(int argc, char **argv, int *client_fd)
     return 0;
 }
 
+/* ---------------------------------------------------------------- --fakeroot chown */
+
+static int read_string(pid_t pid, unsigned long long addr, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = pread(fd, buf, cap - 1, (off_t)addr);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return (strlen(buf) < (size_t)n || n < (ssize_t)(cap - 1)) ? 0 : (errno = ENAMETOOLONG, -1);
+}
+
+static int record_owner(const char *path, int follow, long long uid, long long gid)
+{
+    struct stat st;
+    if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
+        return -errno;
+    if (S_ISLNK(st.st_mode))
+        return 0; /* symlinks carry no user xattrs */
+    const char *name = "user.containers.override_stat";
+    char old[128], val[128], kind[32];
+    long long ou = 0, og = 0;
+    unsigned mode = st.st_mode & 07777;
+    snprintf(kind, sizeof(kind), "%s", S_ISDIR(st.st_mode) ? "dir" : "file");
+    ssize_t n = follow ? getxattr(path, name, old, sizeof(old) - 1) : lgetxattr(path, name, old, sizeof(old) - 1);
+    if (n > 0) {
+        old[n] = '\0';
+        char k2[32] = "";
+        if (sscanf(old, "%lld:%lld:%o:%31s", &ou, &og, &mode, k2) >= 3 && k2[0] != '\0')
+            snprintf(kind, sizeof(kind), "%s", k2);
+    }
+    if (uid == 0xFFFFFFFFLL || uid < 0)
+        uid = ou;
+    if (gid == 0xFFFFFFFFLL || gid < 0)
+        gid = og;
+    int len = snprintf(val, sizeof(val), "%lld:%lld:0%o:%s", uid, gid, mode, kind);
+    int rc = follow ? setxattr(path, name, val, (size_t)len, 0) : lsetxattr(path, name, val, (size_t)len, 0);
+    return rc < 0 ? 0 : 0; /* no xattr support must not break the package manager */
+}
+
+static int target_path(const struct seccomp_notif *n, char *out, size_t cap, int *follow, long long *uid,
+                       long long *gid)
+{
+    pid_t pid = (pid_t)n->pid;
+    const unsigned long long *a = n->data.args;
+    char rel[4096];
+    int dirfd = AT_FDCWD;
+    *follow = 1;
+    switch (n->data.nr) {
+#ifdef __NR_chown
+    case __NR_chown:
+#endif
+#ifdef __NR_lchown
+    case __NR_lchown:
+#endif
+#if defined(__NR_chown) || defined(__NR_lchown)
+        if (read_string(pid, a[0], rel, sizeof(rel)) < 0)
+            return -EFAULT;
+#ifdef __NR_lchown
+        *follow = n->data.nr != __NR_lchown;
+#endif
+        *uid = (long long)(a[1] & 0xFFFFFFFF);
+        *gid = (long long)(a[2] & 0xFFFFFFFF);
+        break;
+#endif
+    case __NR_fchown:
+        snprintf(out, cap, "/proc/%d/fd/%d", (int)pid, (int)a[0]);
+        *uid = (long long)(a[1] & 0xFFFFFFFF);
+        *gid = (long long)(a[2] & 0xFFFFFFFF);
+        return 0;
+    case __NR_fchownat:
+        dirfd = (int)a[0];
+        *uid = (long long)(a[2] & 0xFFFFFFFF);
+        *gid = (long long)(a[3] & 0xFFFFFFFF);
+        *follow = !(a[4] & AT_SYMLINK_NOFOLLOW);
+        if (read_string(pid, a[1], rel, sizeof(rel)) < 0)
+            return -EFAULT;
+        if (rel[0] == '\0' && (a[4] & AT_EMPTY_PATH)) {
+            snprintf(out, cap, "/proc/%d/fd/%d", (int)pid, dirfd);
+            return 0;
+        }
+        break;
+    default:
+        return -ENOSYS;
+    }
+    if (rel[0] == '/')
+        snprintf(out, cap, "/proc/%d/root%s", (int)pid, rel);
+    else if (dirfd == AT_FDCWD)
+        snprintf(out, cap, "/proc/%d/cwd/%s", (int)pid, rel);
+    else
+        snprintf(out, cap, "/proc/%d/fd/%d/%s", (int)pid, dirfd, rel);
+    return 0;
+}
+
+/* Returns 0 when the listener is done (every process of the container is gone). */
+static int serve_notification(void)
+{
+    struct seccomp_notif req;
+    struct seccomp_notif_resp resp;
+    memset(&req, 0, sizeof(req));
+    if (ioctl(M.notify_fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
+        return errno == EINTR || errno == ENOENT;
+    char path[4200];
+    int follow;
+    long long uid = -1, gid = -1;
+    int err = target_path(&req, path, sizeof(path), &follow, &uid, &gid);
+    if (err == 0)
+        err = record_owner(path, follow, uid, gid);
+    if (err != -ENOENT && err != -ENOTDIR && err != -EBADF && err != -ELOOP)
+        err = 0; /* like the real call: only a missing target fails */
+    memset(&resp, 0, sizeof(resp));
+    resp.id = req.id;
+    resp.error = err;
+    ioctl(M.notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int client_fd;
@@ -374,7 +507,7 @@ int main(int argc, char **argv)
                 exited = 1;
             }
         }
-        struct pollfd fds[3 + MAX_CLIENTS + 2];
+        struct pollfd fds[4 + MAX_CLIENTS + 2];
         int n = 0;
         fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = M.listen_fd, .events = POLLIN};
@@ -384,6 +517,11 @@ int main(int argc, char **argv)
         int client_base = n;
         for (int i = 0; i < M.n_clients; i++)
             fds[n++] = (struct pollfd){.fd = M.clients[i].fd, .events = POLLIN};
+        int notify_at = -1;
+        if (M.notify_fd >= 0) {
+            notify_at = n;
+            fds[n++] = (struct pollfd){.fd = M.notify_fd, .events = POLLIN};
+        }
         int open_streams = 0;
         for (int i = 0; i < M.n_streams; i++)
             open_streams += M.streams[i].fd >= 0;
@@ -421,8 +559,15 @@ int main(int argc, char **argv)
             }
         }
         for (int i = M.n_clients - 1; i >= 0; i--)
-            if (client_base + i < n && (fds[client_base + i].revents & (POLLIN | POLLHUP | POLLERR)))
-                pump_client(i);
+            if (client_base + i < notify_at || (notify_at < 0 && client_base + i < n))
+                if (fds[client_base + i].revents & (POLLIN | POLLHUP | POLLERR))
+                    pump_client(i);
+        if (notify_at >= 0 && fds[notify_at].revents) {
+            if (!(fds[notify_at].revents & POLLIN) || !serve_notification()) {
+                close(M.notify_fd);
+                M.notify_fd = -1;
+            }
+        }
     }
     if (!exited) {
         int w;

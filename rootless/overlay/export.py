@@ -336,7 +336,9 @@ def spawn_pack(c: Container, *, merged: bool) -> tuple[int, NsChild]:
     upper, lowers = container_layers(c)
     skip = mountpoints(c)
     mapping = userns.caller_mapping()
-    override = mapping is not None and mapping.mode == "single"
+    # Owners recorded in override_stat win for every user: without subordinate ids
+    # that is how every owner is kept; with them, only `--fakeroot` records any.
+    override = True
     have_upper = os.path.isdir(upper)
     r, w = os.pipe2(os.O_CLOEXEC)
 

@@ -102,6 +102,8 @@ def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bo
             mon_args += ["--stdout-fd", str(out_r), "--stderr-fd", str(err_r)]
             if in_w >= 0:
                 mon_args += ["--stdin-fd", str(in_w)]
+        if opts.fakeroot:  # type: ignore[attr-defined]
+            cfg.sflags |= native_spawn.SF_FAKEROOT_RECORD  # type: ignore[attr-defined]  # the monitor records chowns
         child = native_spawn.spawn(cfg)  # type: ignore[arg-type]
         try:
             idmap.apply(mapping, child.pid)
@@ -122,6 +124,8 @@ def _monitor_child(c: Container, opts: object, listen: socket.socket, attach: bo
             os.close(fd)
         if tty:
             mon_args += ["--pty-fd", str(child.pty_fd)]
+        if child.notify_fd >= 0:
+            mon_args += ["--notify-fd", str(child.notify_fd)]
         start = state.pid_start_time(child.pid)
         state.atomic_write_json(c.run_path("state.json"), {
             "pid": child.pid, "pid_start": start, "monitor_pid": os.getpid(),

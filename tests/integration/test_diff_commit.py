@@ -344,3 +344,29 @@ def test_cp_into_running_container(cli, image):
         __import__("time").sleep(0.05)
     assert _read(os.path.join(host, "made")) == "made\n"
     ok(cli.run("rm", "-f", "run2"))
+
+
+def test_fakeroot_chown_reaches_the_committed_layer(cli, image):
+    """--fakeroot under the monitor: chown is emulated, recorded, and committed."""
+    import tarfile
+
+    ok(cli.run("run", "--fakeroot", "--name", "fr", image, "sh", "-c",
+               "mkdir /owned && touch /owned/f && chown -R 1000:100 /owned"))
+    ok(cli.run("commit", "fr", "fakeroot/owned"))
+    archive = os.path.join(cli.mkdir("save"), "owned.tar")
+    ok(cli.run("save", "-o", archive, "fakeroot/owned"))
+    owners = {}
+    with tarfile.open(archive) as outer:
+        for m in outer:
+            if m.name.endswith(".tar") or "/blobs/" in m.name or m.name.startswith("blobs/"):
+                f = outer.extractfile(m)
+                if f is None:
+                    continue
+                try:
+                    with tarfile.open(fileobj=f, mode="r:*") as layer:
+                        for e in layer:
+                            owners[e.name.lstrip("./").rstrip("/")] = (e.uid, e.gid)
+                except tarfile.TarError:
+                    continue
+    assert owners.get("owned") == (1000, 100) and owners.get("owned/f") == (1000, 100), owners
+    ok(cli.run("rm", "fr"))
