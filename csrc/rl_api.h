@@ -78,6 +78,7 @@ struct rl_mount {
 #define RL_SF_SETGROUPS 16     /* call setgroups() (only when the id map allows it) */
 #define RL_SF_NO_NEW_PRIVS 32  /* prctl(PR_SET_NO_NEW_PRIVS) before execve */
 #define RL_SF_FAKEROOT 128     /* seccomp: chown/setuid families and device mknod succeed as no-ops */
+#define RL_SF_SECCOMP 512       /* the default seccomp profile (a deny list, csrc/rl_seccomp.c) */
 #define RL_SF_FAKEROOT_RECORD 256 /* with RL_SF_FAKEROOT: the chown family goes to a supervisor
                                      (seccomp user notification; its fd comes back as notify_fd)
                                      that records the owners, instead of being dropped */

@@ -338,6 +338,8 @@ static void child_prepare_exec(const struct rl_spawn_config *cfg, int sync, int 
         rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
         child_fail(sync, &err, 125);
     }
+    if ((cfg->sflags & RL_SF_SECCOMP) && rl_install_default_seccomp(&err) < 0)
+        child_fail(sync, &err, 125);
     if (cfg->sflags & RL_SF_FAKEROOT) {
         int listener = -1;
         if (rl_install_fakeroot(cfg->sflags & RL_SF_FAKEROOT_RECORD ? 1 : 0, &listener, &err) < 0)

@@ -44,6 +44,9 @@ int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err);
 /* record: the chown family becomes a user notification; *listener gets its fd. */
 int rl_install_fakeroot(int record, int *listener, struct rl_error *err);
 
+/* rl_seccomp.c: the default seccomp profile (child only). */
+int rl_install_default_seccomp(struct rl_error *err);
+
 /* rl_util.c */
 int rl_write_all(int fd, const void *buf, size_t len);
 size_t rl_strlcpy(char *dst, const char *src, size_t size);

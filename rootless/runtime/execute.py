@@ -41,6 +41,10 @@ def run_exec(c: Container, opts: ExecOptions) -> int:
     cfg.uid, cfg.gid = user.uid, user.gid
     mode = str(c.config.get("idmap_mode"))
     flags = native_spawn.SF_NO_NEW_PRIVS
+    if run.get("seccomp", True):
+        flags |= native_spawn.SF_SECCOMP
+    if run.get("fakeroot"):
+        flags |= native_spawn.SF_FAKEROOT
     if mode != "single":
         flags |= native_spawn.SF_SETGROUPS
         cfg.groups = list(user.groups)

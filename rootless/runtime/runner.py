@@ -56,6 +56,7 @@ class RunOptions:
         self.init = False
         self.keep_id = False
         self.fakeroot = False
+        self.seccomp = True  # the default profile; --security-opt seccomp=unconfined turns it off
         self.host_env: list[str] = []  # --env-host: the host's variables, resolved at create
         self.home: str | None = None  # --home: the host home, bound at its path
         self.devices: list[str] = []  # --device (paths or CDI names)
@@ -72,7 +73,7 @@ class RunOptions:
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
                 "read_only", "network", "interactive", "tty", "init", "keep_id", "image_env", "fakeroot",
-                "host_env", "home", "devices", "gpus")
+                "host_env", "home", "devices", "gpus", "seccomp")
         return {k: getattr(self, k) for k in keys}
 
     @classmethod
@@ -310,6 +311,10 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     flags |= SF_NEWNET if not host_net else 0
     flags |= SF_READONLY_ROOT if opts.read_only else 0
     flags |= SF_INIT if opts.init else 0
+    if opts.seccomp:
+        from rootless.native.spawn import SF_SECCOMP
+
+        flags |= SF_SECCOMP
     if opts.fakeroot:
         from rootless.native.spawn import SF_FAKEROOT
 

@@ -457,3 +457,24 @@ def test_fakeroot_emulates_and_records_chown(cli):
     assert os.getxattr(os.path.join(rootfs, "tmp", "f"), "user.containers.override_stat").startswith(b"1000:100:")
     assert os.getxattr(os.path.join(rootfs, "tmp", "d"), "user.containers.override_stat").startswith(b"42:43:")
     assert os.stat(os.path.join(rootfs, "tmp", "f")).st_uid == cli.uid  # the file itself is untouched
+
+
+def test_default_seccomp_profile(cli, tmp_path_factory):
+    """The kernel keyring (not namespaced) is closed by default, open when unconfined."""
+    import shutil
+    import subprocess
+
+    src = os.path.join(str(tmp_path_factory.mktemp("keyctl")), "keyctl.c")
+    with open(src, "w") as f:
+        f.write('#include <errno.h>\n#include <stdio.h>\n#include <sys/syscall.h>\n#include <unistd.h>\n'
+                'int main(void) { long r = syscall(SYS_keyctl, 0, -3, 0);\n'
+                ' if (r < 0 && errno == EPERM) { puts("denied"); return 0; }\n'
+                ' puts("allowed"); return 0; }\n')
+    rootfs = cli.rootfs()
+    binary = os.path.join(rootfs, "bin", "keyctl_test")
+    subprocess.run(["gcc", "-static", "-O2", "-o", binary, src], check=True)
+    shutil.chown(binary, cli.uid, cli.gid)
+    assert ok(cli.run("run", "--rm", R, rootfs, "keyctl_test")) == "denied\n"
+    assert ok(cli.run("run", "--rm", "--security-opt", "seccomp=unconfined", R, rootfs, "keyctl_test")) == "allowed\n"
+    proc = cli.run("run", "--rm", "--security-opt", "bogus=1", R, rootfs, "true")
+    assert proc.returncode == 125 and "unsupported --security-opt" in proc.stderr

@@ -36,6 +36,9 @@ CONTAINER_OPTS = [
     Opt("--init", FLAG, "run a tiny init as PID 1 that reaps zombies and forwards signals"),
     Opt("--fakeroot", FLAG, "root emulation: chown, setuid and device mknod succeed as no-ops "
         "(for package managers without subordinate ids)"),
+    Opt("--security-opt", LIST, "seccomp=unconfined turns off the default seccomp profile "
+        "(which blocks the kernel keyring, bpf, perf_event_open, userfaultfd, kexec, modules, "
+        "acct, swap, reboot, syslog)", metavar="OPT"),
     Opt("--pull", VALUE, "pull the image: missing (default), always or never", metavar="POLICY",
         default="missing", choices=("missing", "always", "never")),
     Opt("--platform", VALUE, "platform of the image to pull, e.g. linux/arm64", metavar="OS/ARCH"),
@@ -100,6 +103,11 @@ def options_from(p: Parsed, argv: list[str], rootfs: str, ctx: Context) -> RunOp
     opts.init = bool(p.init)  # type: ignore[attr-defined]
     opts.keep_id = p.userns == "keep-id"  # type: ignore[attr-defined]
     opts.fakeroot = bool(p.fakeroot)  # type: ignore[attr-defined]
+    for sec in p.security_opt:  # type: ignore[attr-defined]
+        if sec in ("seccomp=unconfined", "seccomp:unconfined"):
+            opts.seccomp = False
+        elif not sec.startswith(("label=", "label:", "no-new-privileges", "apparmor=")):
+            raise UsageError(f"unsupported --security-opt {sec!r}: rootless knows seccomp=unconfined")
     if opts.workdir is not None and not opts.workdir.startswith("/"):
         raise UsageError(f"the working directory {opts.workdir!r} must be an absolute path")
     opts.runroot = ctx.runroot
