@@ -493,68 +493,16 @@ err:
 
 /* ------------------------------------------------------------ removal */
 
-static int rm_rf(int dfd, const char *name, int depth);
-
-static int rm_children(int fd, int depth)
+/* Remove dfd/name whatever it is, recursively, without following symlinks (the
+ * store's own rmtree, rl_job.c). Returns -1 with errno set. */
+static int rm_rf(int dfd, const char *name)
 {
-    int dup_fd = dup(fd);
-    if (dup_fd < 0)
-        return -1;
-    DIR *d = fdopendir(dup_fd);
-    if (d == NULL) {
-        close(dup_fd);
+    struct rl_error e;
+    if (rl_rmtree_at(dfd, name, &e) < 0) {
+        errno = e.errnum;
         return -1;
     }
-    int ret = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (rm_rf(fd, de->d_name, depth + 1) < 0) {
-            ret = -1;
-            break;
-        }
-        errno = 0;
-    }
-    if (ret == 0 && errno != 0)
-        ret = -1;
-    int saved = errno;
-    closedir(d);
-    errno = saved;
-    return ret;
-}
-
-/* Remove dfd/name whatever it is, recursively, without following symlinks. */
-static int rm_rf(int dfd, const char *name, int depth)
-{
-    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-        return 0;
-    int unlink_errno = errno;
-    if (unlink_errno != EISDIR && unlink_errno != EPERM)
-        return -1;
-    if (depth > RMRF_DEPTH_MAX) {
-        errno = ELOOP;
-        return -1;
-    }
-    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == EACCES && fchmodat(dfd, name, 0700, 0) == 0)
-        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOTDIR)
-            errno = unlink_errno; /* not a directory: the unlink error was the real one */
-        return -1;
-    }
-    int ret = rm_children(fd, depth);
-    if (ret < 0 && errno == EACCES && fchmod(fd, 0700) == 0)
-        ret = rm_children(fd, depth);
-    int saved = errno;
-    close(fd);
-    if (ret < 0) {
-        errno = saved;
-        return -1;
-    }
-    return unlinkat(dfd, name, AT_REMOVEDIR);
+    return 0;
 }
 
 /* Make room for a new non-directory member `name`. */
@@ -563,7 +511,7 @@ static int clear_slot(int pfd, const char *name)
     if (unlinkat(pfd, name, 0) == 0 || errno == ENOENT)
         return 0;
     if (errno == EISDIR)
-        return rm_rf(pfd, name, 0);
+        return rm_rf(pfd, name);
     return -1;
 }
 
@@ -1095,7 +1043,7 @@ static int clear_opaque(struct ut *u, int fd, char *path, size_t plen, int depth
             path[plen] = '/';
         memcpy(path + plen + (plen > 0), de->d_name, n + 1);
         if (!pset_has(&u->created, path, clen)) {
-            ret = rm_rf(fd, de->d_name, 0);
+            ret = rm_rf(fd, de->d_name);
         } else {
             int cfd = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (cfd >= 0) {
@@ -1162,7 +1110,7 @@ static int whiteout(struct ut *u, int pfd, const char *name, size_t dlen)
         memcpy(path + dlen + (dlen > 0), victim, vlen);
         if (pset_has(&u->created, path, plen))
             return 0; /* whiteouts only hide lower layers */
-        if (rm_rf(pfd, victim, 0) < 0)
+        if (rm_rf(pfd, victim) < 0)
             return fail_errno(u, "cannot apply whiteout");
         return 0;
     }
@@ -1173,7 +1121,7 @@ static int whiteout(struct ut *u, int pfd, const char *name, size_t dlen)
             struct stat sb;
             if (fstatat(pfd, victim, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISCHR(sb.st_mode) && sb.st_rdev == 0)
                 return 0;
-            if (rm_rf(pfd, victim, 0) < 0)
+            if (rm_rf(pfd, victim) < 0)
                 return fail_errno(u, "cannot replace with whiteout");
             continue;
         }
