@@ -269,7 +269,7 @@ class Builder:
         return State(cfg, record.config_digest)
 
     def _pull(self, ref: str, plat: str | None) -> None:
-        from rootless.cli.commands.pull import _timeout
+        from rootless.image.pull import registry_timeout as _timeout
         from rootless.image.pull import PullOptions, pull
 
         self.say(f"Pulling {ref}")

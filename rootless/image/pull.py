@@ -465,3 +465,21 @@ def _store_image(
 
 
 __all__ = ["INDEX_TYPES", "NoProgress", "Progress", "PullOptions", "PullResult", "pull"]
+
+
+def registry_timeout() -> float | None:
+    """$ROOTLESS_REGISTRY_TIMEOUT: seconds for connecting and each read (default 30)."""
+    import os
+
+    from rootless.errors import UsageError
+
+    text = os.environ.get("ROOTLESS_REGISTRY_TIMEOUT")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"invalid ROOTLESS_REGISTRY_TIMEOUT {text!r}: a number of seconds") from None
+    if value <= 0:
+        raise UsageError("ROOTLESS_REGISTRY_TIMEOUT must be positive")
+    return value

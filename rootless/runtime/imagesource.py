@@ -13,7 +13,11 @@ from rootless.errors import ImageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from rootless.cli.main import Context
+    from collections.abc import Callable
+
+    from rootless.image.pull import Progress
+
+    ProgressFactory = Callable[[], Progress | None]
 
 CACHE_DIR = "run-cache"
 
@@ -56,7 +60,7 @@ class ContainerImage:
 def _signal_number(value: object) -> int | None:
     if not isinstance(value, str) or not value:
         return None
-    from rootless.cli.commands.kill import parse_signal
+    from rootless.runtime.signals import parse_signal
 
     try:
         return parse_signal(value)
@@ -64,14 +68,13 @@ def _signal_number(value: object) -> int | None:
         return None
 
 
-def _pull(store: object, ref: str, platform: str | None, tls_verify: bool | None) -> None:
-    from rootless.cli.commands.pull import _progress, _timeout
-    from rootless.image.pull import PullOptions, pull
+def _pull(store: object, ref: str, platform: str | None, tls_verify: bool | None,
+          progress: ProgressFactory | None) -> None:
+    from rootless.image.pull import PullOptions, pull, registry_timeout
 
-    options = PullOptions(platform=platform, tls_verify=tls_verify, progress=_progress(False),
-                          timeout=_timeout())
-    sys.stderr.write(f"Unable to find image '{ref}' locally\n")
-    pull(store, ref, options)  # type: ignore[arg-type]
+    shown = progress() if progress is not None else None
+    pull(store, ref, PullOptions(platform=platform, tls_verify=tls_verify, progress=shown,  # type: ignore[arg-type]
+                                 timeout=registry_timeout()))
 
 
 def _stamp(root: str) -> tuple[int, int, int] | None:
@@ -140,17 +143,20 @@ def _remember(root: str, ref: str, platform: str | None, image: ContainerImage,
         pass  # a cache that cannot be written only costs speed
 
 
-def resolve(ctx: Context, ref: str, policy: str, platform: str | None, tls_verify: bool) -> ContainerImage:
+def resolve(root: str, ref: str, policy: str, platform: str | None, tls_verify: bool,
+            progress: ProgressFactory | None = None) -> ContainerImage:
+    """The image `ref` from the store at `root`, pulled first by the pull policy
+    (missing, always, never); `progress()` makes the display when a pull happens."""
     if policy != "always":
-        hit = _cached(ctx.root, ref, platform)
+        hit = _cached(root, ref, platform)
         if hit is not None:
             return hit
-    image = _resolve_from_store(ctx, ref, policy, platform, tls_verify)
+    image = _resolve_from_store(root, ref, policy, platform, tls_verify, progress)
     return image
 
 
-def _resolve_from_store(ctx: Context, ref: str, policy: str, platform: str | None,
-                        tls_verify: bool) -> ContainerImage:
+def _resolve_from_store(root: str, ref: str, policy: str, platform: str | None,
+                        tls_verify: bool, progress: ProgressFactory | None) -> ContainerImage:
     import json
 
     from rootless.store import Store
@@ -163,30 +169,27 @@ def _resolve_from_store(ctx: Context, ref: str, policy: str, platform: str | Non
     except ImageError:
         if not _looks_like_id(ref):
             raise
-    store = Store.open(ctx.root)
+    store = Store.open(root)
     tls = None if tls_verify else False
     if policy == "always":
-        from rootless.cli.commands.pull import _progress, _timeout
-        from rootless.image.pull import PullOptions, pull
-
-        pull(store, ref, PullOptions(platform=platform, tls_verify=tls, progress=_progress(False),
-                                     timeout=_timeout()))
+        _pull(store, ref, platform, tls, progress)
     try:
         record = store.image(ref)
     except NoSuchImageError:
         if policy == "never":
             raise ImageError(f"image {ref} not found in the local store",
                              hint="pull it, or use --pull=missing") from None
-        _pull(store, ref, platform, tls)
+        sys.stderr.write(f"Unable to find image '{ref}' locally\n")
+        _pull(store, ref, platform, tls, progress)
         record = store.image(ref)
-    stamp = _stamp(ctx.root)  # before reading: a concurrent change then only misses later
+    stamp = _stamp(root)  # before reading: a concurrent change then only misses later
     lower = store.layer_links(record)
     store.layer_dirs(record)  # checks every layer is complete
     raw = json.loads(store.blobs.read(record.config_digest))
     name = record.names[0] if record.names else record.short_id
     image = ContainerImage(record.id.split(":", 1)[-1], _familiar(name), raw, store.paths.layers, lower)
     image.layer_blobs = [(d.digest, d.media_type) for d in record.manifest.layers]
-    _remember(ctx.root, ref, platform, image, stamp)
+    _remember(root, ref, platform, image, stamp)
     return image
 
 

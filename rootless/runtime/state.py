@@ -10,7 +10,6 @@ recycled pid, a killed monitor or a reboot (runroot cleared) never shows "Up".
 from __future__ import annotations
 
 import os
-import time
 
 
 def atomic_write_json(path: str, obj: object, sync: bool = True) -> None:
@@ -86,17 +85,6 @@ class Status:
     @property
     def running(self) -> bool:
         return self.state == "running"
-
-    def human(self, now: float | None = None) -> str:
-        from rootless.cli.output import human_duration
-
-        now = now or time.time()
-        if self.state == "running" and self.started_at:
-            return "Up " + human_duration(now - self.started_at)
-        if self.state == "exited":
-            ago = human_duration(now - self.finished_at) + " ago" if self.finished_at else ""
-            return f"Exited ({self.exit_code}) {ago}".rstrip()
-        return "Created"
 
 
 def compute(state_path: str, exit_paths: list[str]) -> Status:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rootless.cli.args import VALUE, Command, Opt, Parsed
 from rootless.cli.commands import _common
-from rootless.errors import UsageError
+from rootless.runtime.signals import parse_signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -16,19 +16,6 @@ COMMAND = Command(
     "[OPTIONS] CONTAINER [CONTAINER...]",
     [Opt("--signal,-s", VALUE, "signal name or number", metavar="SIG", default="KILL")],
 )
-
-
-def parse_signal(text: str) -> int:
-    import signal
-
-    if text.isdigit():
-        return int(text)
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    sig = getattr(signal, name, None)
-    if not isinstance(sig, int):
-        raise UsageError(f"invalid signal {text!r}")
-    return int(sig)
 
 
 def main(ctx: Context, p: Parsed) -> int:

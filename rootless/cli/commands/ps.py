@@ -12,6 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.cli.main import Context
     from rootless.runtime.containers import Container
+    from rootless.runtime.state import Status
 
 COMMAND = Command(
     "ps",
@@ -31,6 +32,18 @@ HEADERS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), (
            ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
 
 
+def status_text(st: Status, now: float) -> str:
+    """docker's STATUS column: "Up 3 minutes", "Exited (0) 11 seconds ago", "Created"."""
+    from rootless.cli.output import human_duration
+
+    if st.state == "running" and st.started_at:
+        return "Up " + human_duration(now - st.started_at)
+    if st.state == "exited":
+        ago = human_duration(now - st.finished_at) + " ago" if st.finished_at else ""
+        return f"Exited ({st.exit_code}) {ago}".rstrip()
+    return "Created"
+
+
 def record(c: Container, no_trunc: bool, now: float) -> dict[str, object]:
     from rootless.cli.output import ago
 
@@ -44,7 +57,7 @@ def record(c: Container, no_trunc: bool, now: float) -> dict[str, object]:
         "Image": str(c.config.get("image", "")),
         "Command": f'"{command}"',
         "CreatedAt": ago(float(c.config["created"]), now),  # type: ignore[arg-type]
-        "Status": st.human(now),
+        "Status": status_text(st, now),
         "State": st.state,
         "ExitCode": st.exit_code,
         "Ports": "",

@@ -45,21 +45,9 @@ def tls_option(value: object) -> bool | None:
 
 
 def _timeout() -> float | None:
-    """$ROOTLESS_REGISTRY_TIMEOUT: seconds for connecting and each read (default 30)."""
-    import os
+    from rootless.image.pull import registry_timeout
 
-    text = os.environ.get("ROOTLESS_REGISTRY_TIMEOUT")
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(
-            f"invalid ROOTLESS_REGISTRY_TIMEOUT {text!r}: a number of seconds"
-        ) from None
-    if value <= 0:
-        raise UsageError("ROOTLESS_REGISTRY_TIMEOUT must be positive")
-    return value
+    return registry_timeout()
 
 
 def _progress(quiet: bool) -> Progress | None:

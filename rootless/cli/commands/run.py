@@ -167,8 +167,11 @@ def create_from_args(ctx: Context, p: Parsed, verb: str = "run") -> tuple[object
                              f"See 'rootless {verb} --help'.")
         from rootless.runtime.imagesource import resolve
 
-        image = resolve(ctx, args.pop(0), str(p.pull), p.get("platform"),  # type: ignore[attr-defined]
-                        bool(p.tls_verify))  # type: ignore[attr-defined]
+        from rootless.cli.commands.pull import _progress
+
+        platform = p.get("platform")
+        image = resolve(ctx.root, args.pop(0), str(p.pull), platform if isinstance(platform, str) else None,
+                        bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
         from rootless.runtime.runner import TIMINGS
 
         if TIMINGS is not None:
