@@ -82,7 +82,59 @@ static struct {
     int n_streams;
     char **on_exit;
     int notify_fd;
+    /* Input for the container, written as it can take it: the monitor never blocks
+     * on the container's stdin (it must keep draining the container's output). */
+    char *in_buf;
+    size_t in_len, in_cap;
+    int in_eof; /* close stdin once in_buf is written */
 } M;
+
+#define IN_HIGH_WATER (4u << 20) /* stop reading clients' input above this */
+
+static void close_input(void)
+{
+    if (M.input_fd >= 0 && !M.is_tty)
+        close(M.input_fd);
+    if (!M.is_tty)
+        M.input_fd = -1;
+    M.in_len = 0;
+}
+
+static void queue_input(const unsigned char *p, uint32_t len)
+{
+    if (M.in_len + len > M.in_cap) {
+        size_t cap = M.in_cap ? M.in_cap : 65536;
+        while (cap < M.in_len + len)
+            cap *= 2;
+        char *b = realloc(M.in_buf, cap);
+        if (b == NULL)
+            return; /* out of memory: this input is lost, the container goes on */
+        M.in_buf = b;
+        M.in_cap = cap;
+    }
+    memcpy(M.in_buf + M.in_len, p, len);
+    M.in_len += len;
+}
+
+static void flush_input(void)
+{
+    while (M.in_len > 0 && M.input_fd >= 0) {
+        ssize_t n = write(M.input_fd, M.in_buf, M.in_len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                close_input(); /* the container closed its stdin */
+            break;
+        }
+        memmove(M.in_buf, M.in_buf + n, M.in_len - (size_t)n);
+        M.in_len -= (size_t)n;
+    }
+    if (M.in_len == 0 && M.in_eof && !M.is_tty && M.input_fd >= 0) {
+        close(M.input_fd); /* the container sees EOF on stdin */
+        M.input_fd = -1;
+    }
+}
 
 static int parse_int(const char *s, int *out)
 {
@@ -215,13 +267,11 @@ static int pump_stream(struct stream *s)
 static void handle_frame(int i, char type, const unsigned char *p, uint32_t len)
 {
     if (type == 'I' && M.input_fd >= 0) {
-        if (write_all(M.input_fd, p, len) < 0 && !M.is_tty) {
-            close(M.input_fd);
-            M.input_fd = -1;
-        }
+        queue_input(p, len);
+        flush_input();
     } else if (type == 'E' && M.input_fd >= 0 && !M.is_tty) {
-        close(M.input_fd); /* the container sees EOF on stdin */
-        M.input_fd = -1;
+        M.in_eof = 1;
+        flush_input();
     } else if (type == 'W' && M.is_tty && len == 4) {
         struct winsize ws;
         memset(&ws, 0, sizeof(ws));
@@ -346,6 +396,8 @@ static int parse_args(int argc, char **argv, int *client_fd)
     M.log_fd = log_path ? open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
     M.is_tty = pty_fd >= 0;
     M.input_fd = M.is_tty ? pty_fd : in_fd;
+    if (M.input_fd >= 0)
+        fcntl(M.input_fd, F_SETFL, fcntl(M.input_fd, F_GETFL) | O_NONBLOCK);
     if (M.is_tty) {
         M.streams[M.n_streams++] = (struct stream){.fd = pty_fd, .type = 'O', .name = "stdout"};
     } else {
@@ -507,7 +559,7 @@ int main(int argc, char **argv)
                 exited = 1;
             }
         }
-        struct pollfd fds[4 + MAX_CLIENTS + 2];
+        struct pollfd fds[5 + MAX_CLIENTS + 2];
         int n = 0;
         fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = M.listen_fd, .events = POLLIN};
@@ -515,8 +567,14 @@ int main(int argc, char **argv)
         for (int i = 0; i < M.n_streams; i++)
             fds[n++] = (struct pollfd){.fd = M.streams[i].fd, .events = POLLIN};
         int client_base = n;
+        short client_events = M.in_len > IN_HIGH_WATER ? 0 : POLLIN; /* backpressure */
         for (int i = 0; i < M.n_clients; i++)
-            fds[n++] = (struct pollfd){.fd = M.clients[i].fd, .events = POLLIN};
+            fds[n++] = (struct pollfd){.fd = M.clients[i].fd, .events = client_events};
+        int input_at = -1;
+        if (M.in_len > 0 && M.input_fd >= 0) {
+            input_at = n;
+            fds[n++] = (struct pollfd){.fd = M.input_fd, .events = POLLOUT};
+        }
         int notify_at = -1;
         if (M.notify_fd >= 0) {
             notify_at = n;
@@ -558,8 +616,11 @@ int main(int argc, char **argv)
                 s->fd = -1;
             }
         }
+        if (input_at >= 0 && fds[input_at].revents)
+            flush_input();
+        int clients_end = input_at >= 0 ? input_at : (notify_at >= 0 ? notify_at : n);
         for (int i = M.n_clients - 1; i >= 0; i--)
-            if (client_base + i < notify_at || (notify_at < 0 && client_base + i < n))
+            if (client_base + i < clients_end)
                 if (fds[client_base + i].revents & (POLLIN | POLLHUP | POLLERR))
                     pump_client(i);
         if (notify_at >= 0 && fds[notify_at].revents) {

@@ -8,6 +8,7 @@ Frames: 1 byte type, 4 bytes big-endian length, payload.
 from __future__ import annotations
 
 import os
+import queue
 import select
 import socket
 import struct
@@ -40,12 +41,29 @@ class Session:
         self.buf = b""
         self.exit_code: int | None = None
         self._pending_detach = b""
+        self._queue: queue.SimpleQueue[bytes | None] | None = None
 
     def _send(self, kind: bytes, payload: bytes = b"") -> None:
+        if self._queue is not None:
+            self._queue.put(frame(kind, payload))
+            return
         try:
             self.sock.sendall(frame(kind, payload))
         except OSError:
             pass
+
+    def _sender(self) -> None:
+        """Send queued frames, so the main loop never stops reading the container's
+        output while its input is on the way (which would deadlock with the monitor)."""
+        assert self._queue is not None
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                return
 
     def send_winsize(self) -> None:
         from rootless.runtime.tty import window_size
@@ -95,6 +113,13 @@ class Session:
             self.send_winsize()
         reading = self.stdin
         fd = self.sock.fileno()
+        sender = None
+        if self.stdin:
+            import threading
+
+            self._queue = queue.SimpleQueue()
+            sender = threading.Thread(target=self._sender, name="attach-stdin", daemon=True)
+            sender.start()
         try:
             with RawMode(0) if (self.tty and self.stdin) else _NoRaw():
                 while True:
@@ -120,6 +145,9 @@ class Session:
         finally:
             if self.tty and os.isatty(0):
                 _signal.signal(_signal.SIGWINCH, _signal.SIG_DFL)
+        if sender is not None:
+            assert self._queue is not None
+            self._queue.put(None)
         return self.exit_code
 
 

@@ -19,9 +19,13 @@ pytestmark = pytest.mark.needs_userns
 
 
 @pytest.fixture(scope="session")
-def image(registry, busybox_rootfs, tmp_path_factory):
+def image(registry, tmp_path_factory):
+    from helpers.rootfs import make_rootfs
+
     layout = Layout(tmp_path_factory.mktemp("diff-image"))
-    base = gnu_tar_layer(busybox_rootfs)
+    # a pristine tree: the shared busybox_rootfs gains mount points (etc/hostname...)
+    # when other tests run on it as root
+    base = gnu_tar_layer(make_rootfs(str(tmp_path_factory.mktemp("diff-rootfs") / "r")))
     top = layer_tar([
         TarEntry("etc/motd", data=b"layer two\n"),
         TarEntry("keep", kind="dir"),
