@@ -82,6 +82,10 @@ struct rl_mount {
 #define RL_SF_FAKEROOT_RECORD 256 /* with RL_SF_FAKEROOT: the chown family goes to a supervisor
                                      (seccomp user notification; its fd comes back as notify_fd)
                                      that records the owners, instead of being dropped */
+#define RL_SF_LINGER 1024      /* with RL_SF_INIT: PID 1 stays until no process is left in its
+                                  PID namespace (processes that joined it with setns, e.g. the
+                                  other ranks of --sharens), then exits with the command's status;
+                                  signals then go to every process in the namespace */
 
 struct rl_spawn_config {
     int sflags;

@@ -8,6 +8,8 @@
  * After clone the child runs only this file's C: no malloc, no stdio, no Python. */
 #include "rootless.h"
 
+#include <dirent.h>
+#include <stdlib.h>
 #include <grp.h>
 #include <net/if.h>
 #include <sched.h>
@@ -243,8 +245,30 @@ static int exec_command(const struct rl_spawn_config *cfg)
     return seen_eacces ? EACCES : ENOENT;
 }
 
+/* True when the PID namespace holds no process but us (PID 1): /proc is this
+ * namespace's own proc mount. */
+static int pidns_is_empty(void)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return 1; /* no /proc to ask: behave like a plain init */
+    int empty = 1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end == '\0' && pid > 1) {
+            empty = 0;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
 /* A tiny PID 1: run the command as its child, reap every zombie, forward signals,
- * and exit with the command's status (128+N when it was killed by signal N). */
+ * and exit with the command's status (128+N when it was killed by signal N).
+ * With RL_SF_LINGER it stays, after the command, until the namespace is empty. */
 static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
 {
     struct rl_error err;
@@ -268,13 +292,24 @@ static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
         child_fail(sync, &err, e == ENOENT ? 127 : 126);
     }
     close(sync);
+    /* PID 1 never execs, so close-on-exec does not protect it: close every fd it got
+     * from the runtime (locks, the store), or the container could open them through
+     * /proc/1/fd (the runc CVE-2024-21626 class). */
+    syscall(SYS_close_range, 3U, ~0U, 0U);
+    const int linger = (cfg->sflags & RL_SF_LINGER) != 0;
+    int code = -1; /* the command's exit code, once it has exited */
     for (;;) {
         siginfo_t info;
-        int sig = sigwaitinfo(&all, &info);
-        if (sig < 0)
-            continue;
-        if (sig != SIGCHLD) {
-            kill(child, sig);
+        int sig;
+        if (code >= 0) {
+            /* Joined processes are not our children until they are orphaned: poll. */
+            struct timespec tick = {0, 50 * 1000 * 1000};
+            sig = sigtimedwait(&all, &info, &tick);
+        } else {
+            sig = sigwaitinfo(&all, &info);
+        }
+        if (sig > 0 && sig != SIGCHLD) {
+            kill(linger ? -1 : child, sig);
             continue;
         }
         int status;
@@ -282,10 +317,12 @@ static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             if (pid != child)
                 continue;
-            if (WIFEXITED(status))
-                _exit(WEXITSTATUS(status));
-            _exit(128 + WTERMSIG(status));
+            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            if (!linger)
+                _exit(code);
         }
+        if (code >= 0 && pidns_is_empty())
+            _exit(code);
     }
 }
 

@@ -20,9 +20,6 @@ class ExecOptions:
 
 
 def run_exec(c: Container, opts: ExecOptions) -> int:
-    from rootless.native import NativeError
-    from rootless.native import spawn as native_spawn
-
     st = c.status()
     if not st.running:
         raise ContainerError(f"container {c.name} is not running", hint="start it first")
@@ -36,45 +33,76 @@ def run_exec(c: Container, opts: ExecOptions) -> int:
     base.tty = opts.tty
     hostname = os.uname().nodename if run.get("network") == "host" and not run.get("hostname") else (
         run.get("hostname") or c.id[:12])
-    cfg = native_spawn.SpawnConfig(root, opts.argv, runner.build_env(base, user, str(hostname)))
-    cfg.cwd = opts.workdir or str(run.get("workdir") or "/")
-    cfg.uid, cfg.gid = user.uid, user.gid
-    mode = str(c.config.get("idmap_mode"))
+    join = Join(opts.argv, runner.build_env(base, user, str(hostname)),
+                opts.workdir or str(run.get("workdir") or "/"), user)
+    join.seccomp = bool(run.get("seccomp", True))
+    join.fakeroot = bool(run.get("fakeroot"))
+    join.setgroups = str(c.config.get("idmap_mode")) != "single"
+    join.tty, join.interactive = opts.tty, opts.interactive
+    return spawn_into(st.pid, join)
+
+
+class Join:
+    """A process to start in the namespaces of a running one (`exec`, `run --sharens`)."""
+
+    def __init__(self, argv: list[str], env: list[str], cwd: str, user: users.User) -> None:
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        self.seccomp = True
+        self.fakeroot = False
+        self.setgroups = False  # whether the id mapping allows setgroups()
+        self.tty = False
+        self.interactive = False
+        self.on_resumed: object = None  # called once the process runs (before waiting)
+
+
+def spawn_into(pid: int, join: Join) -> int:
+    """Run `join` in the namespaces of `pid`; wait for it and return its exit status."""
+    from rootless.native import NativeError
+    from rootless.native import spawn as native_spawn
+
+    cfg = native_spawn.SpawnConfig(f"/proc/{pid}/root", join.argv, join.env)
+    cfg.cwd = join.cwd
+    cfg.uid, cfg.gid = join.user.uid, join.user.gid
     flags = native_spawn.SF_NO_NEW_PRIVS
-    if run.get("seccomp", True):
+    if join.seccomp:
         flags |= native_spawn.SF_SECCOMP
-    if run.get("fakeroot"):
+    if join.fakeroot:
         flags |= native_spawn.SF_FAKEROOT
-    if mode != "single":
+    if join.setgroups:
         flags |= native_spawn.SF_SETGROUPS
-        cfg.groups = list(user.groups)
+        cfg.groups = list(join.user.groups)
     devnull = -1
-    if opts.tty:
+    if join.tty:
         from rootless.runtime.tty import window_size
 
         flags |= native_spawn.SF_TTY
         cfg.tty_rows, cfg.tty_cols = window_size(0 if os.isatty(0) else 1)
-    elif not opts.interactive:
+    elif not join.interactive:
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         cfg.stdio = (devnull, 1, 2)
     cfg.sflags = flags
     forwarder = runner.SignalForwarder()
     try:
-        child = native_spawn.exec_in(st.pid, cfg)
+        child = native_spawn.exec_in(pid, cfg)
         forwarder.pid = child.pid
         try:
             child.resume()
         except NativeError as exc:
             runner.wait_exit_code(child.pid)
-            raise runner.native_to_user_error(exc, opts.argv[0]) from exc
+            raise runner.native_to_user_error(exc, join.argv[0]) from exc
         finally:
             if devnull >= 0:
                 os.close(devnull)
-        if opts.tty:
+        if join.on_resumed is not None:
+            join.on_resumed()  # type: ignore[operator]
+        if join.tty:
             from rootless.runtime.tty import relay
 
             try:
-                relay(child.pty_fd, opts.interactive)
+                relay(child.pty_fd, join.interactive)
             finally:
                 os.close(child.pty_fd)
         return runner.wait_exit_code(child.pid)

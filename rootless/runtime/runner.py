@@ -69,6 +69,7 @@ class RunOptions:
         self.state_dir: str | None = None  # where hosts/hostname/resolv.conf copies go (writable)
         self.user_layers: list[str] | None = None  # overlay dirs, top down, for --user lookups
         self.on_started: object = None  # called with the container's pid once it runs
+        self.linger = False  # with init: PID 1 waits for processes that joined (--sharens)
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
@@ -311,6 +312,10 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     flags |= SF_NEWNET if not host_net else 0
     flags |= SF_READONLY_ROOT if opts.read_only else 0
     flags |= SF_INIT if opts.init else 0
+    if opts.linger:
+        from rootless.native.spawn import SF_LINGER
+
+        flags |= SF_INIT | SF_LINGER
     if opts.seccomp:
         from rootless.native.spawn import SF_SECCOMP
 

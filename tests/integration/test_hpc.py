@@ -199,6 +199,21 @@ def test_srun_four_tasks_see_their_slurm_variables(cli, slurm, hpc_image):
     no_leftovers(cli)
 
 
+def test_srun_sharens_tasks_share_one_container(cli, slurm, hpc_image):
+    """--sharens under srun: the tasks of a step on one node join one container, so they
+    see each other's processes and one /dev/shm (a barrier there only passes if shared)."""
+    ok(cli.run("pull", hpc_image))
+    script = ("touch /dev/shm/task$SLURM_PROCID; i=0; "
+              "while [ $(ls /dev/shm | grep -c task) -lt 3 ]; do i=$((i+1)); [ $i -gt 300 ] && exit 9; sleep 0.1; done; "
+              "echo $SLURM_PROCID $(readlink /proc/1/ns/pid) $(ls /dev/shm | grep -c task)")
+    proc = srun(cli, slurm, "-n", "3", ROOTLESS_BIN, "run", "--rm", "--sharens", "-e", "SLURM_*", hpc_image,
+                "sh", "-c", script)
+    lines = sorted(ok(proc).splitlines())
+    assert [line.split()[0] for line in lines] == ["0", "1", "2"], proc.stdout + proc.stderr
+    assert len({line.split()[1] for line in lines}) == 1, lines  # one PID namespace
+    no_leftovers(cli)
+
+
 def test_srun_concurrent_cold_start_pulls_once(cli, slurm, registry, busybox_rootfs, tmp_path):
     repo = f"test/hpc-once-{uuid.uuid4().hex[:8]}"
     layout = Layout(tmp_path / "img")
@@ -340,6 +355,100 @@ def test_mpirun_pingpong_in_containers(cli, mpi_tree):
     ranks = sorted(re.findall(r"^rank (\d) of 2 on \S+: last (\d+)", out, re.M))
     assert ranks == [("0", "1099"), ("1", "1099")], out + proc.stderr
     no_leftovers(cli)
+
+
+SHM_C = r"""
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    int rank, me, peer = 0;
+    const int n = 4 << 20;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    me = (int)getpid();
+    MPI_Sendrecv(&me, 1, MPI_INT, 1 - rank, 1, &peer, 1, MPI_INT, 1 - rank, 1, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE);
+    char *buf = malloc(n);
+    long sum = 0;
+    for (int round = 0; round < 10; round++) {
+        if (rank == 0) {
+            for (int i = 0; i < n; i++) buf[i] = (char)(i * 7 + round);
+            MPI_Send(buf, n, MPI_CHAR, 1, 0, MPI_COMM_WORLD);
+        } else {
+            MPI_Recv(buf, n, MPI_CHAR, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            for (int i = 0; i < n; i++) sum += (unsigned char)buf[i];
+        }
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d", peer);
+    printf("rank %d sees peer %d: %d sum %ld\n", rank, peer, access(path, F_OK) == 0, sum);
+    MPI_Finalize();
+    return 0;
+}
+"""
+
+
+@pytest.mark.timeout(600)
+def test_mpirun_shared_memory_with_sharens(cli, mpi_tree):
+    """--sharens: both ranks join one container, so vader (shared memory) with CMA
+    (process_vm_readv, single copy) works, with no TCP at all."""
+    work = cli.mkdir("mpi-shm")
+    src = os.path.join(work, "shm.c")
+    with open(src, "w") as f:
+        f.write(SHM_C)
+    binary = os.path.join(work, "shm")
+    subprocess.run(["mpicc", "-O2", "-o", binary, src], check=True)
+    argv = ["mpirun", "-np", "2", "--oversubscribe", "--mca", "btl", "self,vader",
+            "--mca", "btl_vader_single_copy_mechanism", "cma",
+            ROOTLESS_BIN, "run", "--rm", "--sharens", "--userns=keep-id", "--env-host", "-e", "OMPI_*",
+            "-e", "PMIX_*", "-v", f"{TEST_TMPDIR}:{TEST_TMPDIR}", "--rootfs", mpi_tree, binary]  # fmt: skip
+    if cli.name == "root":
+        argv[1:1] = ["--allow-run-as-root"]
+    proc = as_user(cli, argv, env={"TMPDIR": TEST_TMPDIR, "OMPI_MCA_plm_rsh_agent": ""}, timeout=120)
+    out = ok(proc)
+    expect = sum(((i * 7 + r) & 255) for r in range(10) for i in range(0, 4 << 20))
+    assert re.search(r"^rank 0 sees peer \d+: 1 sum 0$", out, re.M), out
+    assert re.search(rf"^rank 1 sees peer \d+: 1 sum {expect}$", out, re.M), out
+    no_leftovers(cli)
+
+
+def test_sharens_needs_a_job_and_rm(cli, busybox_rootfs):
+    env = {"ROOTLESS_SHARENS_KEY": ""}
+    line = one_error_line(cli.run("run", "--rm", "--sharens", "--rootfs", busybox_rootfs, "true", env=env))
+    assert "ROOTLESS_SHARENS_KEY" in line
+    line = one_error_line(cli.run("run", "-d", "--sharens", "--rootfs", busybox_rootfs, "true",
+                                  env={"ROOTLESS_SHARENS_KEY": "k"}))
+    assert "--rm" in line
+
+
+def test_sharens_key_joins_and_last_one_out_cleans_up(cli, busybox_rootfs):
+    """Two runs with the same key share a PID namespace; the leader returns only after
+    the follower; a different rootfs under the same key is refused."""
+    env = {"ROOTLESS_SHARENS_KEY": "job-" + uuid.uuid4().hex[:6]}
+    leader = subprocess.Popen(cli.prefix() + [ROOTLESS_BIN, "run", "--rm", "--sharens", "--rootfs", busybox_rootfs,
+                                             "sh", "-c", "echo leader $$; sleep 1"],
+                              env=cli.environ(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    follower = cli.run("run", "--rm", "--sharens", "--rootfs", busybox_rootfs, "sh", "-c",
+                       "echo follower $$; ls /proc | grep -c '^[0-9]'; sleep 1.5; exit 4", env=env)
+    assert follower.returncode == 4, follower.stderr
+    pid, count = follower.stdout.split("\n")[0].split()[1], follower.stdout.split()[2]
+    assert pid != "1" and int(count) >= 3  # init, the leader's sh and sleep, and us
+    out, err = leader.communicate(timeout=30)
+    assert leader.returncode == 0, err
+    assert out.strip() == "leader 2"
+    no_leftovers(cli)
+    other = cli.mkdir("other-rootfs")
+    shutil.copytree(busybox_rootfs, other, dirs_exist_ok=True, symlinks=True)
+    leader = subprocess.Popen(cli.prefix() + [ROOTLESS_BIN, "run", "--rm", "--sharens", "--rootfs", busybox_rootfs,
+                                             "sleep", "2"], env=cli.environ(env))
+    time.sleep(0.7)
+    line = one_error_line(cli.run("run", "--rm", "--sharens", "--rootfs", other, "true", env=env))
+    assert "same image or rootfs" in line or "runs" in line
+    assert leader.wait(timeout=30) == 0
 
 
 # ---------------------------------------------------------------- GPUs
