@@ -342,8 +342,8 @@ def test_mpirun_pingpong_in_containers(cli, mpi_tree):
     subprocess.run(["mpicc", "-O2", "-o", binary, src], check=True)
     # The hybrid model: the host's mpirun starts one container per rank; ranks reach
     # their orted over the host network (PMIx over TCP), share /dev/shm and /tmp.
-    # vader (shared memory) across two containers crashes: every rank is PID 1 of its own
-    # PID namespace (see docs/hpc.md); TCP over the host network works.
+    # Without --sharens each rank is PID 1 of its own PID namespace, so vader (shared
+    # memory) cannot work between them (docs/hpc.md): TCP over the host network does.
     argv = ["mpirun", "-np", "2", "--oversubscribe", "--mca", "btl", "self,tcp",
             ROOTLESS_BIN, "run", "--rm", "--userns=keep-id", "--env-host", "-e", "OMPI_*", "-e", "PMIX_*",
             "-v", "/dev/shm:/dev/shm", "-v", f"{TEST_TMPDIR}:{TEST_TMPDIR}",
