@@ -284,12 +284,35 @@ struct ut {
     unsigned char hdr[512];
     struct entry e;
     int errnum; /* errno of the last fail() */
+    char shown[200]; /* the member's path as messages show it */
 };
+
+/* The member's path for a message: control characters (a newline in a hostile
+ * name would split the one-line error) become '?', long paths are cut. */
+static const char *printable(const char *in, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 4 < cap; i++) {
+        unsigned char c = (unsigned char)in[i];
+        out[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (n < len) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static const char *shown(struct ut *u)
+{
+    return u->e.plen ? printable(u->e.path, u->e.plen, u->shown, sizeof(u->shown)) : ".";
+}
 
 static int fail(struct ut *u, int errnum, const char *what)
 {
     u->errnum = errnum;
-    return rl_error_set(u->err, errnum, RL_STAGE_UNTAR, "untar: %s: %s", u->e.plen ? u->e.path : ".", what);
+    return rl_error_set(u->err, errnum, RL_STAGE_UNTAR, "untar: %s: %s", shown(u), what);
 }
 
 static int fail_errno(struct ut *u, const char *what)
@@ -358,12 +381,17 @@ static const char *base_name(const char *path, size_t len, size_t *dirlen)
     return slash ? slash + 1 : path;
 }
 
-/* Xattrs a layer must not carry: overlay/fuse-overlayfs metadata and our own. */
+/* Xattrs a layer must not carry: overlay and fuse-overlayfs metadata (forged
+ * whiteouts, opaque markers, redirects), ownership records (containers/storage's
+ * user.containers.*), any trusted.* name, and file capabilities
+ * (security.capability: no_new_privs makes them useless inside, and the store
+ * must not hold capability-bearing binaries on the host). */
 static int xattr_forbidden(const char *name)
 {
-    return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0 ||
-           strncmp(name, "user.fuseoverlayfs.", 19) == 0 ||
-           strncmp(name, "security.fuseoverlayfs.", 23) == 0 || strcmp(name, OVERRIDE_XATTR) == 0;
+    return strncmp(name, "trusted.", 8) == 0 || strncmp(name, "user.overlay.", 13) == 0 ||
+           strncmp(name, "user.fuseoverlayfs.", 19) == 0 || strncmp(name, "user.containers.", 16) == 0 ||
+           strncmp(name, "security.fuseoverlayfs.", 23) == 0 || strcmp(name, "security.capability") == 0 ||
+           strcmp(name, OVERRIDE_XATTR) == 0;
 }
 
 /* -------------------------------------------------------- directory stack */
@@ -536,10 +564,10 @@ static int owner(struct ut *u, uint32_t *uid, uint32_t *gid)
 {
     if (map_id(u->opts->uids, u->opts->n_uids, u->e.uid, uid) < 0)
         return rl_error_set(u->err, EOVERFLOW, RL_STAGE_UNTAR, "untar: %s: uid %u has no mapping",
-                            u->e.plen ? u->e.path : ".", u->e.uid);
+                            shown(u), u->e.uid);
     if (map_id(u->opts->gids, u->opts->n_gids, u->e.gid, gid) < 0)
         return rl_error_set(u->err, EOVERFLOW, RL_STAGE_UNTAR, "untar: %s: gid %u has no mapping",
-                            u->e.plen ? u->e.path : ".", u->e.gid);
+                            shown(u), u->e.gid);
     return 0;
 }
 
@@ -612,8 +640,10 @@ static int apply_xattr_list(struct ut *u, const struct vec *v, int fd, const cha
             u->st->xattrs_dropped++;
             continue;
         }
-        return rl_error_set(u->err, errno, RL_STAGE_UNTAR, "untar: %s: cannot set xattr %s",
-                            u->e.plen ? u->e.path : ".", x[i].name);
+        int saved = errno;
+        char xn[64];
+        return rl_error_set(u->err, saved, RL_STAGE_UNTAR, "untar: %s: cannot set xattr %s", shown(u),
+                            printable(x[i].name, strlen(x[i].name), xn, sizeof(xn)));
     }
     return 0;
 }
@@ -896,8 +926,28 @@ static int make_dir(struct ut *u, int pfd, const char *name, int can_push)
     return ret;
 }
 
+/* Bomb limits: one file's apparent size, and all files' together. */
+static int check_limits(struct ut *u)
+{
+    uint64_t size = u->e.sparse ? u->e.realsize : u->e.size;
+    uint64_t max_file = u->opts->max_file_size, max_total = u->opts->max_total_size;
+    u->errnum = EFBIG;
+    if (max_file && size > max_file)
+        return rl_error_set(u->err, EFBIG, RL_STAGE_UNTAR,
+                            "untar: %s: file of %llu bytes is over the limit of %llu bytes per file",
+                            shown(u), (unsigned long long)size, (unsigned long long)max_file);
+    if (max_total && (size > max_total || u->st->bytes > max_total - size))
+        return rl_error_set(u->err, EFBIG, RL_STAGE_UNTAR,
+                            "untar: %s: the layer's files add up to more than the limit of %llu bytes",
+                            shown(u), (unsigned long long)max_total);
+    u->errnum = 0;
+    return 0;
+}
+
 static int make_file(struct ut *u, int pfd, const char *name)
 {
+    if (check_limits(u) < 0)
+        return -1;
     uint32_t m = disk_mode(u, 0);
     int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, m & 0777);
     if (fd < 0 && errno == EEXIST) {

@@ -29,6 +29,10 @@ struct rl_untar_opts {
     size_t n_uids;
     const struct rl_idmap *gids;
     size_t n_gids;
+    /* Limits against decompression bombs and huge sparse files; 0: none. A member
+     * over a limit fails the unpack with EFBIG. */
+    uint64_t max_file_size;  /* apparent size of one regular file (holes count) */
+    uint64_t max_total_size; /* apparent size of all regular files together */
 };
 
 struct rl_untar_stats {

@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from rootless.errors import DigestMismatchError, ImageError, ManifestError, StoreError
 from rootless.image.layerio import CHUNK, Inflater, LayerSource, ingest_layer, iter_tar, sniff
+from rootless.image.limits import LayerLimits
 from rootless.image.types import (
     DOCKER_CONFIG,
     DOCKER_FOREIGN_LAYER,
@@ -234,8 +235,10 @@ def _spool(src: BinaryIO, head: bytes, kind: str, directory: str, label: str) ->
 
 
 def _copy_inflated(src: BinaryIO, fd: int, kind: str, label: str) -> None:
+    limits = LayerLimits.from_environment()
     inflater: Inflater | None = None
     first = True
+    size = 0
     while chunk := src.read(CHUNK):
         if first:
             first = False
@@ -246,6 +249,8 @@ def _copy_inflated(src: BinaryIO, fd: int, kind: str, label: str) -> None:
             out = inflater.feed(chunk)
         except Exception as exc:  # noqa: BLE001 - codec errors differ per codec
             raise ArchiveError(f"{label}: corrupt {kind} data ({exc})") from None
+        size += len(out)
+        limits.check_archive(size, label)
         _write_all(fd, out)
     if inflater is not None and not inflater.ended:
         raise ArchiveError(f"{label} is truncated (the {kind} stream ends early)")

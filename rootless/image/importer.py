@@ -27,6 +27,7 @@ from rootless.image.layerio import (
     ingest_layer,
     sniff,
 )
+from rootless.image.limits import LayerLimits
 from rootless.image.types import OCI_CONFIG, OCI_MANIFEST, Descriptor, Manifest
 
 if TYPE_CHECKING:
@@ -39,19 +40,23 @@ class Imported:
     name: str | None
 
 
-def _diff_id(path: str, label: str) -> str:
+def _diff_id(path: str, label: str, limits: LayerLimits) -> str:
     """First pass over a file: the digest of its uncompressed tar (the diffID must
     be known before unpacking, so a file is read twice; a pipe is spooled)."""
     digest = hashlib.sha256()
+    size = 0
     with open(path, "rb") as f:
         head = f.read(CHUNK)
         inflater = Inflater(sniff(head))
         chunk = head
         while chunk:
             try:
-                digest.update(inflater.feed(chunk))
+                out = inflater.feed(chunk)
             except Exception as exc:  # noqa: BLE001 - codec errors differ per codec
                 raise ImageError(f"{label}: corrupt compressed data ({exc})") from None
+            digest.update(out)
+            size += len(out)
+            limits.check_layer_stream(size, label)
             chunk = f.read(CHUNK)
     if not inflater.ended:
         raise ImageError(f"{label} is truncated (the compressed stream ends early)")
@@ -70,13 +75,14 @@ def import_tarball(
 
     full = normalize_name(name) if name else None
     runtime = apply_changes({}, changes or [])  # bad changes fail before any work
+    limits = LayerLimits.from_environment()
     try:
         with _local_file(store, path) as local:
             label = "standard input" if path == "-" else path
-            diff_id = _diff_id(local, label)
+            diff_id = _diff_id(local, label, limits)
             with store.lock(shared=True):
                 src = LayerSource(_opener(local), diff_id, f"tarball {label}")
-                layer = ingest_layer(store, src, oci=True)
+                layer = ingest_layer(store, src, oci=True, limits=limits)
                 return _store_image(store, layer, diff_id, runtime, full, message, label)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rootless import log
 from rootless.errors import DigestMismatchError, ImageError
+from rootless.image.limits import LayerLimits, unpack_limit_error
 from rootless.image.types import (
     DOCKER_LAYER_GZIP,
     DOCKER_LAYER_ZSTD,
@@ -197,9 +198,17 @@ class LayerSource:
 class _Ingest:
     """One pass over a layer's bytes; iterate for tar chunks, then `finish()`."""
 
-    def __init__(self, store: Store, src: LayerSource, oci: bool, report: Callable[[int], None]):
+    def __init__(
+        self,
+        store: Store,
+        src: LayerSource,
+        oci: bool,
+        report: Callable[[int], None],
+        limits: LayerLimits,
+    ):
         self.store = store
         self.src = src
+        self.limits = limits
         self.oci = oci
         self.report = report
         self.reader = src.open()
@@ -237,6 +246,7 @@ class _Ingest:
     def _tar_bytes(self, data: bytes) -> None:
         self.diff_hash.update(data)
         self.size += len(data)
+        self.limits.check_layer_stream(self.size, self.src.what)
         if self.deflater is not None:
             self.blob.write(self.deflater.compress(data))
 
@@ -289,17 +299,24 @@ class _Ingest:
 
 
 def ingest_layer(
-    store: Store, src: LayerSource, *, oci: bool, report: Callable[[int], None] | None = None
+    store: Store,
+    src: LayerSource,
+    *,
+    oci: bool,
+    report: Callable[[int], None] | None = None,
+    limits: LayerLimits | None = None,
 ) -> Descriptor:
     """Make sure layer `src.diff_id` is unpacked and has a compressed blob; return
-    the blob's descriptor. Skips the work when both are already in the store."""
+    the blob's descriptor. Skips the work when both are already in the store.
+    `limits` (default: from the environment) bound what the layer may inflate to."""
     from rootless.store.layers import UnpackResult
 
+    limits = limits or LayerLimits.from_environment()
     with store.layers.lock(src.diff_id):
         existing = _existing(store, src)
         if existing is not None:
             return existing
-        job = _Ingest(store, src, oci, report or (lambda n: None))
+        job = _Ingest(store, src, oci, report or (lambda n: None), limits)
         try:
             if store.layers.has(src.diff_id):
                 return job.finish()
@@ -311,7 +328,7 @@ def ingest_layer(
                 return UnpackResult(job.size, desc.digest, desc.size, desc.media_type)
 
             try:
-                store.layers.unpack(src.diff_id, job, finish)
+                store.layers.unpack(src.diff_id, job, finish, **limits.unpack_kwargs())
             except OSError as exc:
                 raise _unpack_error(job, exc) from exc
             return result[0]
@@ -326,6 +343,8 @@ def _unpack_error(job: _Ingest, exc: OSError) -> BaseException:
 
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return exc
+    if exc.errno == errno.EFBIG:
+        return unpack_limit_error(job.src.what, exc)
     try:
         job.finish()
     except DigestMismatchError as mismatch:

@@ -327,6 +327,15 @@ def _history(obj: JSONObject, what: str) -> tuple[HistoryEntry, ...]:
     return tuple(entries)
 
 
+def _diff_ids(rootfs: JSONObject, what: str) -> tuple[str, ...]:
+    """rootfs.diff_ids, each a well-formed digest: they name store paths."""
+    diff_ids = _strings(rootfs, "diff_ids", what)
+    for diff_id in diff_ids:
+        if not is_digest(diff_id):
+            raise _err(what, f"bad diff_id {diff_id[:80]!r}")
+    return diff_ids
+
+
 def _optional_argv(obj: JSONObject, key: str, what: str) -> tuple[str, ...] | None:
     if obj.get(key) is None:
         return None
@@ -345,7 +354,7 @@ def parse_image_config(data: bytes, *, context: str = "image config") -> ImageCo
         os=_str(obj, "os", context),
         variant=_str(obj, "variant", context),
         os_version=_str(obj, "os.version", context),
-        diff_ids=_strings(rootfs, "diff_ids", context),
+        diff_ids=_diff_ids(rootfs, context),
         created=_str(obj, "created", context),
         author=_str(obj, "author", context),
         user=_str(run, "User", context),

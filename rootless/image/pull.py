@@ -32,6 +32,7 @@ from rootless.errors import (
     StoreError,
 )
 from rootless.image.layerio import Inflater
+from rootless.image.limits import LayerLimits, unpack_limit_error
 from rootless.image.reference import Reference
 from rootless.image.types import (
     GZIP_LAYER_TYPES,
@@ -146,9 +147,11 @@ class _LayerStream:
         writer: BlobWriter | None,
         progress: Progress,
         cancel: threading.Event,
+        limits: LayerLimits,
     ) -> None:
         self.source = source
         self.desc = desc
+        self.limits = limits
         self.writer = writer
         self.progress = progress
         self.cancel = cancel
@@ -176,6 +179,7 @@ class _LayerStream:
             if out:
                 self.diff_hash.update(out)
                 self.size += len(out)
+                self.limits.check_layer_stream(self.size, f"layer {self.desc.digest}")
                 yield out
 
     def _corrupt(self, exc: Exception) -> BaseException:
@@ -233,6 +237,7 @@ class _Job:
         self.progress = progress
         self.cancel = threading.Event()
         self.fetched = False
+        self.limits = LayerLimits.from_environment()
 
 
 def _open_source(job: _Job, desc: Descriptor, local: bool) -> BinaryIO:
@@ -256,13 +261,15 @@ def _ensure_layer(job: _Job, desc: Descriptor, diff_id: str) -> None:
         writer = None if have_blob else store.blobs.writer(desc.digest, desc.size, verify=False)
         job.fetched = job.fetched or not have_blob
         try:
-            stream = _LayerStream(source, desc, writer, job.progress, job.cancel)
+            stream = _LayerStream(source, desc, writer, job.progress, job.cancel, job.limits)
             if have_layer:
                 stream.check(diff_id)
                 job.progress.layer(desc.digest, "Download complete")
                 return
             try:
-                store.layers.unpack(diff_id, stream, lambda: stream.check(diff_id))
+                store.layers.unpack(
+                    diff_id, stream, lambda: stream.check(diff_id), **job.limits.unpack_kwargs()
+                )
             except OSError as exc:
                 raise _unpack_error(desc, exc) from exc
         finally:
@@ -275,6 +282,8 @@ def _ensure_layer(job: _Job, desc: Descriptor, diff_id: str) -> None:
 def _unpack_error(desc: Descriptor, exc: OSError) -> BaseException:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return exc
+    if exc.errno == errno.EFBIG:
+        return unpack_limit_error(f"layer {desc.digest}", exc)
     hint = None
     if exc.errno == errno.EINVAL and "chown" in str(exc):
         hint = "the layer uses user or group ids outside your subordinate ranges (/etc/subuid)"
@@ -324,7 +333,15 @@ def _resolve_manifest(
         fetched = client.get_manifest(ref.repository, desc.digest, accept=accept)
         parsed = fetched.parse(context=f"{ref} ({want})")
         if not isinstance(parsed, Manifest):
-            raise ManifestError(f"{ref}: the index entry for {want} is not an image manifest")
+            raise ManifestError(
+                f"{ref}: the index entry for {want} is not an image manifest "
+                "(an index inside an index is not supported)"
+            )
+    for layer in parsed.layers:  # refused before anything is downloaded
+        try:
+            _kind(layer.media_type)
+        except ManifestError as exc:
+            raise ManifestError(f"{ref}: layer {layer.digest}: {exc.message}") from None
     return parsed, fetched.data, fetched.digest, top_digest
 
 
@@ -351,6 +368,7 @@ def _config(
 
 
 def _check_options(options: PullOptions) -> None:
+    LayerLimits.from_environment()  # a bad ROOTLESS_MAX_* fails before any request
     if options.platform:
         from rootless.image.manifest import parse_platform
 

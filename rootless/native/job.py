@@ -70,6 +70,8 @@ def untar_in_userns(
     no_devices: bool = False,
     uids: IdMap | None = None,
     gids: IdMap | None = None,
+    max_file_size: int = 0,
+    max_total_size: int = 0,
 ) -> UntarStats:
     """Unpack a tar stream with CHOWN in a child inside a new user namespace whose
     maps `write_maps(pid)` writes (None: no new namespace, for tests)."""
@@ -97,6 +99,8 @@ def untar_in_userns(
     job.untar.n_uids = n_uids
     job.untar.gids = gid_arr
     job.untar.n_gids = n_gids
+    job.untar.max_file_size = max_file_size
+    job.untar.max_total_size = max_total_size
     try:
         pid, sync = _run(job, write_maps, [rfd, dirfd])
     except BaseException:

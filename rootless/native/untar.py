@@ -14,6 +14,10 @@ Flags (see csrc/rl_untar.h):
                  whiteouts are applied by deletion (flattening into one directory)
   userxattr      opaque marker as user.overlay.opaque (else trusted.overlay.opaque)
   no_devices     refuse device nodes (counted in `devices_skipped`)
+
+Limits (0: none): `max_file_size` caps the apparent size of one regular file
+(holes of a sparse file count), `max_total_size` the apparent size of all of them
+together; a member over a limit fails the unpack with EFBIG (decompression bombs).
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ def untar_fd(
     no_devices: bool = False,
     uids: IdMap | None = None,
     gids: IdMap | None = None,
+    max_file_size: int = 0,
+    max_total_size: int = 0,
 ) -> UntarStats:
     """Unpack the tar stream readable from `fd` into the existing directory `dest`.
 
@@ -119,6 +125,8 @@ def untar_fd(
     opts.n_uids = n_uids
     opts.gids = gid_arr
     opts.n_gids = n_gids
+    opts.max_file_size = max_file_size
+    opts.max_total_size = max_total_size
     stats = ffi.new("struct rl_untar_stats *")
     err = ffi.new("struct rl_error *")
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -175,6 +183,8 @@ def untar_stream(
     no_devices: bool = False,
     uids: IdMap | None = None,
     gids: IdMap | None = None,
+    max_file_size: int = 0,
+    max_total_size: int = 0,
 ) -> UntarStats:
     """Unpack a tar stream given as byte chunks (or a binary file object).
 
@@ -198,6 +208,8 @@ def untar_stream(
             no_devices=no_devices,
             uids=uids,
             gids=gids,
+            max_file_size=max_file_size,
+            max_total_size=max_total_size,
         )
     except OSError as exc:
         os.close(rfd)

@@ -26,7 +26,7 @@ TMP_MAX_AGE = 24 * 3600
 def digest_hex(digest: str) -> str:
     """The hex part of a sha256 digest (refuses other algorithms)."""
     algo, _, hexpart = digest.partition(":")
-    if algo != "sha256" or len(hexpart) != 64:
+    if algo != "sha256" or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
         raise StoreError(f"unsupported digest {digest!r}: the store keeps sha256 blobs only")
     return hexpart
 

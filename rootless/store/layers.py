@@ -116,12 +116,16 @@ class LayerStore:
         diff_id: str,
         source: Iterable[bytes] | BinaryIO,
         finish: Callable[[], UnpackResult],
+        *,
+        max_file_size: int = 0,
+        max_total_size: int = 0,
     ) -> LayerInfo:
         """Unpack `source` as layer `diff_id`; the caller holds the layer lock.
 
         `finish()` is called after the stream was consumed: it verifies the
         digests (raising on a mismatch) and describes the blob. Any failure
-        deletes the partial layer.
+        deletes the partial layer. The limits (0: none) bound one file's and all
+        files' apparent size (decompression bombs, huge sparse files).
         """
         hexd = digest_hex(diff_id)
         top = self.paths.layer(hexd)
@@ -129,7 +133,12 @@ class LayerStore:
         os.makedirs(self.paths.layer_diff(hexd), mode=0o755)
         open(self.paths.layer_incomplete(hexd), "wb").close()
         try:
-            stats = self.ownership.untar(source, self.paths.layer_diff(hexd))
+            stats = self.ownership.untar(
+                source,
+                self.paths.layer_diff(hexd),
+                max_file_size=max_file_size,
+                max_total_size=max_total_size,
+            )
             result = finish()
             info = self._complete(diff_id, result, stats.entries)
         except BaseException:

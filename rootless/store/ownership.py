@@ -48,12 +48,23 @@ class Ownership:
         assert self.mapping is not None
         idmap.apply(self.mapping, pid)
 
-    def untar(self, source: Iterable[bytes] | BinaryIO, dest: str) -> UntarStats:
-        """Unpack a layer tar stream into `dest` in overlay format."""
+    def untar(
+        self,
+        source: Iterable[bytes] | BinaryIO,
+        dest: str,
+        *,
+        max_file_size: int = 0,
+        max_total_size: int = 0,
+    ) -> UntarStats:
+        """Unpack a layer tar stream into `dest` in overlay format (limits: see
+        rootless.native.untar; 0 is none)."""
+        limits = {"max_file_size": max_file_size, "max_total_size": max_total_size}
         if self.mode == USERNS:
             from rootless.native.job import untar_in_userns
 
-            return untar_in_userns(source, dest, self._write_maps, overlay=True, userxattr=True)
+            return untar_in_userns(
+                source, dest, self._write_maps, overlay=True, userxattr=True, **limits
+            )
         from rootless.native.untar import untar_stream
 
         return untar_stream(
@@ -63,6 +74,7 @@ class Ownership:
             override_stat=self.mode == OVERRIDE,
             overlay=True,
             userxattr=True,
+            **limits,
         )
 
     def rmtree(self, path: str, mode: str | None = None) -> None:
