@@ -17,6 +17,13 @@ credentials on each request; `Bearer` fetches a token from the realm with
 `GET realm?service=...&scope=...` (basic credentials attached when known; anonymous
 otherwise; an `identitytoken` is exchanged with an OAuth2 refresh-token POST) and
 caches it per scope set until it expires.
+
+Where credentials may go (`realm_gets_credentials`): the registry names its token
+service, so a hostile or spoofed challenge could send the user's password anywhere.
+Credentials go to a realm on the registry's own host name (any port), or to another
+host over https with certificate verification (Docker Hub's auth.docker.io, gcr.io,
+...). A realm on another host over plain http, or over https without verification
+(an insecure registry), gets an anonymous token request instead, with a warning.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from rootless import log
 from rootless.errors import RegistryError
-from rootless.image.transport import Headers, Request, Transport
+from rootless.image.transport import Headers, Request, Transport, origin
 
 DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 TOKEN_MAX_BYTES = 1 << 20
@@ -320,6 +328,16 @@ def _error_text(body: bytes) -> str:
     return ""
 
 
+def realm_gets_credentials(realm: str, registry: str, verify: bool) -> bool:
+    """Whether the user's credentials for `registry` may be sent to token `realm`:
+    the same host name (any port), or verified https (see the module doc)."""
+    scheme, host, _port = origin(realm)
+    registry_host = (urllib.parse.urlsplit("//" + registry).hostname or "").lower()
+    if host and host == registry_host:
+        return True
+    return scheme == "https" and verify
+
+
 class Authenticator:
     """Produces `Authorization` values for one registry, following its challenge."""
 
@@ -340,6 +358,7 @@ class Authenticator:
         self.timeout = timeout
         self.ca_certs = ca_certs
         self.challenge: Challenge | None = None
+        self.withheld_from = ""  # a token service denied our credentials (its origin)
         self._tokens: dict[tuple[str, ...], _Token] = {}
         self._lock = threading.Lock()
 
@@ -380,10 +399,11 @@ class Authenticator:
                 f"registry {self.registry} sent a bearer challenge without a usable realm"
             )
         service = challenge.params.get("service", "")
-        if self.credentials is not None and self.credentials.identity_token:
+        send = self._credentials_for(realm)
+        if send and self.credentials is not None and self.credentials.identity_token:
             request = self._refresh_request(realm, service, scopes)
         else:
-            request = self._token_request(realm, service, scopes)
+            request = self._token_request(realm, service, scopes, send)
         with self.transport.send(request) as response:
             body = response.read_all(TOKEN_MAX_BYTES)
             status = response.status
@@ -395,13 +415,32 @@ class Authenticator:
             )
         return _token_from_json(body, realm)
 
-    def _token_request(self, realm: str, service: str, scopes: tuple[str, ...]) -> Request:
+    def _credentials_for(self, realm: str) -> bool:
+        """Whether to send our credentials to `realm`; warns (once) when withheld."""
+        if self.credentials is None:
+            return False
+        if realm_gets_credentials(realm, self.registry, self.verify):
+            return True
+        scheme, host, port = origin(realm)
+        where = f"{scheme}://{host}:{port}"
+        if self.withheld_from != where:
+            self.withheld_from = where
+            why = "plain http" if scheme == "http" else "https without certificate verification"
+            log.warning(
+                f"not sending your credentials for {self.registry} to its token service "
+                f"{where}: another host, over {why}; asking for an anonymous token"
+            )
+        return False
+
+    def _token_request(
+        self, realm: str, service: str, scopes: tuple[str, ...], send_credentials: bool = True
+    ) -> Request:
         query: list[tuple[str, str]] = []
         if service:
             query.append(("service", service))
         query += [("scope", s) for s in scopes]
         headers = Headers()
-        if self._has_password() and self.credentials is not None:
+        if send_credentials and self._has_password() and self.credentials is not None:
             query.append(("account", self.credentials.username))
             headers.set("Authorization", self.credentials.basic())
         sep = "&" if "?" in realm else "?"
@@ -428,6 +467,12 @@ class Authenticator:
     def failure(self, detail: str = "") -> AuthenticationError:
         """The error for a refused request, worded by whether we sent credentials."""
         suffix = f": {detail}" if detail else ""
+        if self.withheld_from:
+            return AuthenticationError(
+                f"authentication required by registry {self.registry}{suffix}",
+                hint=f"your credentials were not sent to its token service {self.withheld_from} "
+                "(another host without verified https); see docs/registry.md",
+            )
         if self.credentials is None:
             return AuthenticationError(
                 f"authentication required by registry {self.registry}{suffix}",

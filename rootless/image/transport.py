@@ -8,7 +8,9 @@
   was read to the end (HTTP/1.1 keep-alive);
 - follows redirects (301/302/303/307/308) for GET and HEAD, at most 10, and drops the
   `Authorization` header when a redirect leaves the original scheme://host:port
-  (registries redirect blob downloads to object storage with presigned URLs);
+  (registries redirect blob downloads to object storage with presigned URLs); a
+  loop (a URL reached twice), a scheme other than http/https, and a verified
+  https request sent on to plain http are refused (`kind="redirect"`);
 - applies one timeout to connecting and to each socket read;
 - honours `https_proxy`/`http_proxy`/`no_proxy` (CONNECT tunnel for HTTPS);
 - verifies TLS certificates unless a request says `verify=False`.
@@ -323,14 +325,16 @@ class HTTPTransport:
 
     def _send_following(self, request: Request) -> Response:
         response = self._send_once(request)
-        hops = 0
+        first = request.url
+        seen = {request.url}
         while request.follow_redirects and _should_follow(request, response):
-            hops += 1
-            if hops > MAX_REDIRECTS:
-                response.close()
-                raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
-            request = _redirected(request, response)
             response.close()
+            if len(seen) > MAX_REDIRECTS:
+                raise _redirect_error(first, f"more than {MAX_REDIRECTS} redirects")
+            request = _redirected(request, response)
+            if request.url in seen:
+                raise _redirect_error(first, f"redirect loop (back to {_shown(request.url)})")
+            seen.add(request.url)
             response = self._send_once(request)
         return response
 
@@ -454,9 +458,24 @@ def _should_follow(request: Request, response: Response) -> bool:
     return request.method in ("GET", "HEAD")
 
 
+def _shown(url: str) -> str:
+    """A URL for a message, without its query (presigned URLs carry secrets)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))[:200]
+
+
+def _redirect_error(first: str, why: str) -> TransportError:
+    return TransportError(f"fetching {_shown(first)}: {why}", kind="redirect")
+
+
 def _redirected(request: Request, response: Response) -> Request:
     location = response.headers.get("Location") or ""
     url = urllib.parse.urljoin(request.url, location)
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise _redirect_error(request.url, f"redirect to an unsupported URL scheme {scheme!r}")
+    if request.verify and origin(request.url)[0] == "https" and scheme == "http":
+        raise _redirect_error(request.url, f"redirect from https to plain http ({_shown(url)})")
     headers = request.headers.copy()
     if origin(url) != origin(request.url):
         headers.remove("Authorization")
