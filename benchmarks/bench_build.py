@@ -55,7 +55,9 @@ CMD ["cat", "/opt/app/count"]
 def sh(argv: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
     proc = subprocess.run(argv, capture_output=True, check=False, **kw)  # type: ignore[call-overload]
     if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr.decode()[-2000:]}")
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"{os.path.basename(argv[0])} {' '.join(argv[1:3])}... failed: "
+                           f"{err[-1] if err else proc.returncode}")
     return proc  # type: ignore[no-any-return]
 
 
@@ -112,6 +114,15 @@ def podman_round(top: str, tarball: str) -> tuple[float, float]:
     return cold, warm
 
 
+def debian_tarball(top: str) -> str:
+    if not os.path.isdir(os.path.join(DEBIAN, "usr", "bin")):
+        raise RuntimeError(f"{DEBIAN} is missing: run the acceptance tests once (they debootstrap it)")
+    tarball = os.path.join(top, "debian.tar")
+    sh(["tar", "-C", DEBIAN, "-cf", tarball, "."])
+    os.chmod(tarball, 0o644)
+    return tarball
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -120,15 +131,11 @@ def main() -> None:
     ap.add_argument("--no-podman", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if not os.path.isdir(os.path.join(DEBIAN, "usr", "bin")):
-        sys.exit(f"{DEBIAN} is missing: run the acceptance tests once (they debootstrap it)")
     top = tempfile.mkdtemp(prefix="rl-bench-build-", dir=args.dir)
     os.chmod(top, 0o755)
-    tarball = os.path.join(top, "debian.tar")
-    sh(["tar", "-C", DEBIAN, "-cf", tarball, "."])
-    os.chmod(tarball, 0o644)
     results: dict[str, list[float]] = {"rootless": [], "rootless-cached": [], "podman": [], "podman-cached": []}
     try:
+        tarball = debian_tarball(top)
         for _ in range(args.rounds):
             order = ["rootless"] + ([] if args.no_podman else ["podman"])
             random.shuffle(order)
@@ -148,4 +155,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as exc:
+        sys.exit(f"bench_build: {exc}")

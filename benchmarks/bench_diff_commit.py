@@ -37,6 +37,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOTLESS = os.environ.get("ROOTLESS_BIN", "/opt/rootless-venv/bin/rootless")
 BIG_TREES = ["/usr/lib/python3.11", "/usr/lib/python3", "/usr/include"]
+DEBIAN = "/var/cache/rootless-tests/debian-bookworm"  # debootstrapped by the acceptance tests
+PODMAN = ["podman", "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--runtime", "runc",
+          "--events-backend", "file"]  # fmt: skip
 
 
 def _rootfs_module() -> object:
@@ -58,7 +61,7 @@ class Runner:
         self.env = dict(os.environ, ROOTLESS_ROOT=os.path.join(work, "store"),
                         ROOTLESS_RUNROOT=os.path.join(work, "run"))
         if user:
-            self.env["HOME"] = work
+            self.env.update(HOME=work, USER=user, LOGNAME=user)
 
     def lines(self, *args: str) -> int:
         out = subprocess.run(self.prefix + [ROOTLESS, *args], env=self.env, capture_output=True, text=True,
@@ -71,8 +74,51 @@ class Runner:
                               text=True, check=False)
         dt = time.perf_counter() - t0
         if proc.returncode != 0:
-            sys.exit(f"rootless {' '.join(args)} failed: {proc.stderr.strip()}")
+            err = proc.stderr.strip().splitlines()
+            raise RuntimeError(f"rootless {args[0]} failed: {err[-1] if err else proc.returncode}")
         return dt
+
+
+class Podman:
+    """`podman` with a store of its own under `work`, as `user` when given (rootless
+    podman, through setpriv); same interface as Runner."""
+
+    def __init__(self, work: str, user: str | None = None) -> None:
+        os.makedirs(os.path.join(work, "xdg"), mode=0o700, exist_ok=True)
+        prefix: list[str] = []
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=os.path.join(work, "xdg"))
+        if user:
+            pw = pwd.getpwnam(user)
+            subprocess.run(["chown", "-R", f"{pw.pw_uid}:{pw.pw_gid}", work], check=True)
+            prefix = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--"]
+            self.env.update(HOME=work, USER=user, LOGNAME=user)
+        self.argv = [*prefix, *PODMAN, "--root", os.path.join(work, "root"), "--runroot",
+                     os.path.join(work, "run")]
+
+    def lines(self, *args: str) -> int:
+        out = subprocess.run([*self.argv, *args], capture_output=True, text=True, check=False,
+                             env=self.env)
+        return len(out.stdout.splitlines())
+
+    def __call__(self, *args: str) -> float:
+        t0 = time.perf_counter()
+        proc = subprocess.run([*self.argv, *args], capture_output=True, text=True, check=False,
+                              env=self.env)
+        dt = time.perf_counter() - t0
+        if proc.returncode != 0:
+            err = proc.stderr.strip().splitlines()
+            raise RuntimeError(f"podman {args[0]} failed: {err[-1] if err else proc.returncode}")
+        return dt
+
+
+def debian_tarball(work: str) -> tuple[str, int]:
+    """A tar of the debootstrapped Debian bookworm tree; (path, entries)."""
+    if not os.path.isdir(os.path.join(DEBIAN, "usr", "bin")):
+        raise RuntimeError(f"{DEBIAN} is missing: run the acceptance tests once (they debootstrap it)")
+    tarball = os.path.join(work, "debian.tar")
+    subprocess.run(["tar", "-C", DEBIAN, "-cf", tarball, "."], check=True)
+    os.chmod(tarball, 0o644)
+    return tarball, sum(len(f) + len(d) for _, d, f in os.walk(DEBIAN))
 
 
 def make_tarball(work: str, big: bool) -> tuple[str, int]:
@@ -89,10 +135,13 @@ def make_tarball(work: str, big: bool) -> tuple[str, int]:
     return tarball, files
 
 
-def change_script(n: int) -> str:
-    new, old = n - n // 2, n // 2
+def change_script(n: int, tree: str = "/usr/include", rewritten: float = 0.5) -> str:
+    """A shell script making `n` changes: a share `rewritten` of them appends to
+    existing files under `tree` (copy-ups), the rest are new files in /data."""
+    old = int(n * rewritten)
+    new = n - old
     return (f"mkdir -p /data && cd /data && i=0; while [ $i -lt {new} ]; do echo $i > f$i; i=$((i+1)); done; "
-            f"find /usr/include -type f | head -n {old} | "
+            f"find {tree} -type f | head -n {old} | "
             "while read f; do echo '# changed' >> \"$f\"; done; true")
 
 
@@ -142,4 +191,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:
+        sys.exit(f"bench_diff_commit: {exc}")

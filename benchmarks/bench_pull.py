@@ -5,6 +5,7 @@ Contenders, side by side in one run (rounds in shuffled order, medians):
   rootless        rootless pull -q REF into a fresh store
   rootless-warm   the same pull again (all layers present)
   podman          podman pull (overlay storage, fresh --root)
+  podman-warm     podman pull again into a store that has the image
   skopeo+umoci    skopeo copy docker://REF oci:DIR + umoci unpack --rootless
   floor-curl      curl of the three blobs, one after the other, to /dev/null
   floor-untar     curl BLOB | pigz -dc | tar -x, layer after layer
@@ -35,6 +36,12 @@ LAYER_SOURCES = [
     ["/usr/lib/python3.11"],
     ["/usr/share/perl", "/usr/lib/x86_64-linux-gnu/perl"],
 ]
+# A few MB, for smoke runs (compare.py --quick).
+QUICK_LAYER_SOURCES = [
+    ["/usr/lib/python3.11/email"],
+    ["/usr/lib/python3.11/json", "/usr/lib/python3.11/logging"],
+    ["/usr/lib/python3.11/xml"],
+]
 ROOTLESS = os.environ.get("ROOTLESS_BIN", "/opt/rootless-venv/bin/rootless")
 PODMAN = ["podman", "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--runtime", "runc",
           "--events-backend", "file"]  # fmt: skip
@@ -54,13 +61,14 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def build_layout(work: str) -> tuple[str, list[str]]:
-    """OCI layout with three gzip layers (pigz -6); returns (layout, blob paths)."""
+def build_layout(work: str, sources: list[list[str]] | None = None) -> tuple[str, list[str]]:
+    """OCI layout with a gzip layer (pigz -6) per entry of `sources` (default: the
+    ~220 MB LAYER_SOURCES); returns (layout, blob paths)."""
     layout = os.path.join(work, "layout")
     blobs = os.path.join(layout, "blobs", "sha256")
     os.makedirs(blobs)
     descs, diff_ids, paths = [], [], []
-    for dirs in LAYER_SOURCES:
+    for dirs in sources or LAYER_SOURCES:
         tar = subprocess.run(["tar", "--numeric-owner", "-C", "/", "-cf", "-",
                               *[d.lstrip("/") for d in dirs if os.path.exists(d)]],
                              check=True, capture_output=True).stdout  # fmt: skip
@@ -102,8 +110,30 @@ def start_registry(work: str) -> tuple[subprocess.Popen[bytes], str]:
                    "http": {"addr": f"127.0.0.1:{port}"}}, f)  # fmt: skip
     proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    time.sleep(1)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    if proc.poll() is not None:
+        raise RuntimeError(f"docker-registry exited with {proc.returncode}")
     return proc, f"127.0.0.1:{port}"
+
+
+def serve_layout(work: str, layout: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A registry in `work` holding the layout's image as bench/image:v1; returns
+    (process, ref)."""
+    registry, host = start_registry(work)
+    try:
+        sh(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", "--preserve-digests",
+            f"oci:{layout}:bench", f"docker://{host}/bench/image:v1"])  # fmt: skip
+    except BaseException:
+        registry.terminate()
+        registry.wait()
+        raise
+    return registry, f"{host}/bench/image:v1"
 
 
 def timed(fn: object) -> float:
@@ -147,6 +177,14 @@ class Bench:
         shutil.rmtree(root, ignore_errors=True)
         return t
 
+    def podman_warm(self) -> float:
+        """podman pull into a store that has the image (pulled once, not timed)."""
+        root, run = os.path.join(self.work, "pm-warm-root"), os.path.join(self.work, "pm-warm-run")
+        argv = [*PODMAN, "--root", root, "--runroot", run, "pull", "-q", "--tls-verify=false", self.ref]
+        if not os.path.isdir(root):
+            sh(argv)
+        return timed(lambda: sh(argv))
+
     def skopeo_umoci(self) -> float:
         d = self.fresh("su")
 
@@ -181,14 +219,12 @@ def main() -> int:
     registry = None
     try:
         layout, blobs = build_layout(work)
-        registry, host = start_registry(work)
-        sh(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", "--preserve-digests",
-            f"oci:{layout}:bench", f"docker://{host}/bench/image:v1"])  # fmt: skip
-        bench = Bench(work, host, blobs)
+        registry, ref = serve_layout(work, layout)
+        bench = Bench(work, ref.split("/")[0], blobs)
         sizes = [os.path.getsize(p) for p in blobs]
         contenders = {
             "rootless": bench.rootless, "rootless-warm": bench.rootless_warm, "podman": bench.podman,
-            "skopeo+umoci": bench.skopeo_umoci, "floor-curl": bench.floor_curl,
+            "podman-warm": bench.podman_warm, "skopeo+umoci": bench.skopeo_umoci, "floor-curl": bench.floor_curl,
             "floor-untar": bench.floor_untar,
         }  # fmt: skip
         for name in filter(None, args.skip.split(",")):

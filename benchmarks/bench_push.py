@@ -19,7 +19,6 @@ and stores are on a tmpfs (/dev/shm by default). Run as root:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -29,23 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from types import ModuleType
 
 ROOTLESS = os.environ.get("ROOTLESS_BIN", "/opt/rootless-venv/bin/rootless")
 CHUNK = str(8 << 20)
 
 
-def _pull_bench() -> ModuleType:
-    """bench_pull.py by path (builds the image; starts registries)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_pull.py")
-    spec = importlib.util.spec_from_file_location("bench_pull", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BP = _pull_bench()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_pull as BP
 
 
 class Bench:
@@ -93,21 +82,20 @@ class Bench:
         )
 
 
-def prepare(work: str) -> tuple[str, str, list[int]]:
-    """Build the image, serve it from a source registry, pull it into a store."""
-    layout, blobs = BP.build_layout(work)
+def prepare(work: str, sources: list[list[str]] | None = None) -> tuple[str, str, list[int]]:
+    """Build the image (bench_pull's LAYER_SOURCES unless `sources`), serve it from a
+    source registry, pull it into a store; returns (store, image name, blob sizes)."""
+    layout, blobs = BP.build_layout(work, sources)
     src_dir = os.path.join(work, "source-registry")
     os.makedirs(src_dir)
-    registry, host = BP.start_registry(src_dir)
+    registry, ref = BP.serve_layout(src_dir, layout)
     try:
-        BP.sh(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", "--preserve-digests",
-               f"oci:{layout}:bench", f"docker://{host}/bench/image:v1"])  # fmt: skip
         store = os.path.join(work, "store")
-        BP.sh([ROOTLESS, "--root", store, "pull", "-q", f"{host}/bench/image:v1"])
+        BP.sh([ROOTLESS, "--root", store, "pull", "-q", ref])
     finally:
         registry.terminate()
         registry.wait()
-    return store, f"{host}/bench/image:v1", [os.path.getsize(p) for p in blobs]
+    return store, ref, [os.path.getsize(p) for p in blobs]
 
 
 def main() -> int:

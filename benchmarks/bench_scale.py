@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +63,122 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join()
+
+
+def subordinate_ids(user: str) -> list[tuple[int, int]]:
+    """The user's /etc/subuid ranges as (start, count)."""
+    out = []
+    try:
+        with open("/etc/subuid") as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] == user:
+                    out.append((int(parts[1]), int(parts[2])))
+    except OSError:
+        pass
+    return out
+
+
+def become_subreaper() -> bool:
+    """PR_SET_CHILD_SUBREAPER: processes that daemonize (podman's conmon) stay our
+    descendants, so RssPeak still counts them."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+class RssPeak:
+    """The peak, over time, of the summed RSS of the processes below this one (`root`)
+    whose real uid is the user's or one of their subordinate ids: no cgroup needed,
+    /proc is polled every `interval` s. Other users' pids are read once, not again;
+    the user's processes that are not our descendants (other work of the same user)
+    do not count. Call become_subreaper() first so that daemonized helpers stay below."""
+
+    def __init__(self, uid: int, ranges: list[tuple[int, int]], interval: float = 0.01,
+                 root: int | None = None) -> None:
+        self.uid, self.ranges, self.interval = uid, ranges, interval
+        self.root = str(root if root is not None else os.getpid())
+        self.peak_kib = 0
+        self.samples = 0
+        self._others: set[str] = set()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _ours(self, uid: int) -> bool:
+        return uid == self.uid or any(start <= uid < start + n for start, n in self.ranges)
+
+    def scan(self) -> int:
+        procs: dict[str, tuple[str, int]] = {}  # pid -> (ppid, rss KiB), the user's processes
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid in self._others:
+                continue
+            try:
+                with open(f"/proc/{pid}/status", "rb") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            uid, rss, ppid = -1, 0, ""
+            for line in status.split(b"\n"):
+                if line.startswith(b"Uid:"):
+                    uid = int(line.split()[1])
+                elif line.startswith(b"PPid:"):
+                    ppid = line.split()[1].decode()
+                elif line.startswith(b"VmRSS:"):
+                    rss = int(line.split()[1])
+            if self._ours(uid):
+                procs[pid] = (ppid, rss)
+            else:
+                self._others.add(pid)
+        below: dict[str, bool] = {self.root: True}
+
+        def is_below(pid: str) -> bool:
+            chain = []
+            while pid not in below:
+                if pid not in procs:
+                    break
+                chain.append(pid)
+                pid = procs[pid][0]
+            verdict = below.get(pid, False)
+            for p in chain:
+                below[p] = verdict
+            return verdict
+
+        return sum(rss for pid, (_, rss) in procs.items() if pid != self.root and is_below(pid))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, self.scan())
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssPeak:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def launch_together(argvs: list[list[str]], env: dict[str, str], cwd: str) -> float:
+    """Start every argv at once, wait for all; the wall time. A failure raises
+    RuntimeError with the first failing process's last stderr line."""
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(a, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for a in argvs]  # fmt: skip
+    errors = []
+    for p in procs:
+        _, err = p.communicate(timeout=900)
+        if p.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            errors.append(f"exit {p.returncode}: {lines[-1] if lines else ''}")
+    wall = time.monotonic() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(argvs)} failed; {errors[0]}")
+    return wall
 
 
 class User:

@@ -153,13 +153,50 @@ def three_layer_archive(work: str, rootfs: str) -> str:
     return archive
 
 
-def contenders(work: str, rootfs: str, podman_rounds: int) -> list[Contender]:
+STATIC_TRUE_C = "int main(void) { return 0; }\n"
+
+
+def static_true(work: str) -> str | None:
+    """A static `true` built with gcc (no dynamic loader, no libc start-up cost to
+    speak of): the floor of fork + exec. None without gcc or a static libc."""
+    src, exe = os.path.join(work, "true.c"), os.path.join(work, "true-static")
+    with open(src, "w") as f:
+        f.write(STATIC_TRUE_C)
+    for flags in (["-O2", "-static", "-s"], ["-O2", "-static-pie", "-s"]):
+        try:
+            if subprocess.run(["gcc", *flags, "-o", exe, src], capture_output=True,
+                              check=False).returncode == 0:
+                os.chmod(exe, 0o755)
+                return exe
+        except OSError:
+            return None
+    return None
+
+
+def floor_contenders(work: str) -> list[Contender]:
+    """What any container start on this host costs at least: the Python interpreter's
+    start (`-I`: the rootless CLI's flags; `-S`: without site), and a static `true`
+    plain and in a new user namespace (`unshare -Ur`)."""
+    env = base_env()
+    cs = [
+        Contender("python -I -c pass", [PYTHON, "-I", "-c", "pass"], env, note="interpreter floor"),
+        Contender("python -S -c pass", [PYTHON, "-S", "-c", "pass"], env, note="no site module"),
+    ]
+    exe = static_true(work)
+    err = "" if exe else "gcc -static failed (no gcc or no static libc)"
+    cs.append(Contender("static true", [exe or "true-static"], env, note="fork + exec floor",
+                        error=err))
+    cs.append(Contender("unshare -Ur static true", ["unshare", "-Ur", exe or "true-static"], env,
+                        note="+ user namespace", error=err))
+    return cs
+
+
+def rootfs_contenders(work: str, rootfs: str, podman_rounds: int) -> list[Contender]:
+    """`true` on the busybox rootfs: rootless and its peers (floors excluded)."""
     env = base_env()
     xdg = os.path.join(work, "xdg")
     os.makedirs(xdg, mode=0o700, exist_ok=True)
     cs = [
-        Contender("python -I -c pass", [PYTHON, "-I", "-c", "pass"], env,
-                  note="interpreter floor"),
         Contender("rootless", [ROOTLESS, "run", "--rm", "--rootfs", rootfs, "true"],
                   env | {"ROOTLESS_ROOT": os.path.join(work, "rootless-store")}),
         Contender("bwrap", ["bwrap", "--unshare-all", "--share-net", "--uid", "0", "--gid", "0",
@@ -175,26 +212,43 @@ def contenders(work: str, rootfs: str, podman_rounds: int) -> list[Contender]:
         state = os.path.join(work, f"{tool}-state")
         cs.append(Contender(tool, [tool, "--root", state, "run", "-b", bundle, f"bench-{tool}"],
                             env, note="spec --rootless"))  # fmt: skip
-    podman = [
+    cs.append(Contender("podman", [*podman_argv(work), "run", "--rm", "--network", "host",
+                                   "--rootfs", rootfs, "true"],
+                        env | {"XDG_RUNTIME_DIR": xdg}, rounds=podman_rounds,
+                        note="--runtime runc --cgroup-manager cgroupfs, --network host"))  # fmt: skip
+    return cs
+
+
+def podman_argv(work: str) -> list[str]:
+    return [
         "podman", "--root", f"{work}/podman/root", "--runroot", f"{work}/podman/run",
         "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--storage-driver", "overlay",
-        "--events-backend", "file", "run", "--rm", "--network", "host", "--rootfs", rootfs, "true",
+        "--events-backend", "file",
     ]  # fmt: skip
-    cs.append(Contender("podman", podman, env | {"XDG_RUNTIME_DIR": xdg}, rounds=podman_rounds,
-                        note="--runtime runc --cgroup-manager cgroupfs, --network host"))  # fmt: skip
-    # The same rootfs as a three-layer image: overlay root in the user namespace.
+
+
+def image_contenders(work: str, rootfs: str, podman_rounds: int) -> list[Contender]:
+    """The same rootfs as a three-layer image: overlay root in the user namespace."""
+    env = base_env()
+    xdg = os.path.join(work, "xdg")
+    os.makedirs(xdg, mode=0o700, exist_ok=True)
     archive = three_layer_archive(work, rootfs)
     store_env = env | {"ROOTLESS_ROOT": os.path.join(work, "rootless-images")}
     rc, err = run_quiet([ROOTLESS, "load", "-i", archive], store_env, work)
     image = "bench/three:latest"
-    cs.append(Contender("rootless image", [ROOTLESS, "run", "--rm", image, "true"], store_env,
-                        note="three layers, overlay", error="" if rc == 0 else f"load: {err}"))
-    pimg = podman[:podman.index("run")]
+    cs = [Contender("rootless image", [ROOTLESS, "run", "--rm", image, "true"], store_env,
+                    note="three layers, overlay", error="" if rc == 0 else f"load: {err}")]
+    pimg = podman_argv(work)
     rc, err = run_quiet([*pimg, "load", "-i", archive], env | {"XDG_RUNTIME_DIR": xdg}, work)
     cs.append(Contender("podman image", [*pimg, "run", "--rm", "--network", "host", image, "true"],
                         env | {"XDG_RUNTIME_DIR": xdg}, rounds=podman_rounds,
                         note="three layers, overlay", error="" if rc == 0 else f"load: {err}"))
     return cs
+
+
+def contenders(work: str, rootfs: str, podman_rounds: int) -> list[Contender]:
+    return (floor_contenders(work) + rootfs_contenders(work, rootfs, podman_rounds)
+            + image_contenders(work, rootfs, podman_rounds))
 
 
 def crun_fallback(c: Contender) -> None:
