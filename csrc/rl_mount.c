@@ -10,6 +10,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
+#include <linux/capability.h>
 
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x00000001
@@ -170,10 +172,24 @@ static int run_op(int rootfd, const struct rl_mount *m, struct rl_error *err)
     }
 }
 
+/* A helper run as a non-root id of the namespace (a single mapping of --user's id)
+ * would lose every capability at execve, and its mount(2) would fail: keep
+ * CAP_SYS_ADMIN as an ambient capability (it then stays effective across exec). */
+static void keep_mount_capability(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (geteuid() == 0 || syscall(SYS_capget, &hdr, data) < 0)
+        return;
+    data[CAP_SYS_ADMIN / 32].inheritable |= 1U << (CAP_SYS_ADMIN % 32);
+    if (syscall(SYS_capset, &hdr, data) == 0)
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, 0, 0);
+}
+
 /* Overlay roots are mounted on host paths first; the mount lives and dies with this
  * mount namespace, so no stale mount is ever left on the host. */
-/* fuse-overlayfs and friends: fork (raw clone: we may share the caller's memory),
- * exec the prebuilt argv, and wait until it has mounted and daemonised. */
+/* fuse-overlayfs, squashfuse and friends: fork (raw clone: we may share the caller's
+ * memory), exec the prebuilt argv, and wait until it has mounted and daemonised. */
 static int run_helper(const struct rl_mount *m, const char *const *envp, struct rl_error *err)
 {
     if (m->argv == NULL || m->argv[0] == NULL)
@@ -184,6 +200,7 @@ static int run_helper(const struct rl_mount *m, const char *const *envp, struct 
     if (pid < 0)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot fork %s", m->argv[0]);
     if (pid == 0) {
+        keep_mount_capability();
         execve(m->argv[0], (char *const *)m->argv, (char *const *)envp);
         _exit(127);
     }

@@ -40,6 +40,7 @@ def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
                      durable: bool = True) -> Container:
     from rootless.runtime import idmap
 
+    squashfs_file = getattr(image, "squashfs", None)
     config: dict[str, object] = {
         "run": opts.to_dict(),
         "idmap_mode": idmap.plan().mode,
@@ -55,6 +56,10 @@ def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
         })
         if image.stop_signal:
             config["stop_signal"] = image.stop_signal
+        if squashfs_file is not None:  # a single-file image: runtime/squashfs.py
+            from rootless.runtime import squashfs
+
+            config.update(squashfs.container_config(image, driver))  # type: ignore[arg-type]
     else:
         assert rootfs is not None
         config.update({"image": rootfs, "image_id": "", "rootfs_mode": "rootfs",
@@ -65,7 +70,11 @@ def create_container(store: ContainerStore, opts: RunOptions, name: str | None,
     from rootless.runtime import lifecycle, volumes
 
     try:
-        if driver == "vfs":
+        if squashfs_file is not None:
+            from rootless.runtime import squashfs
+
+            squashfs.populate(c, image)  # type: ignore[arg-type]
+        elif driver == "vfs":
             from rootless.runtime import vfs
 
             vfs.populate(c.path("rootfs"), os.path.dirname(store.root_dir), image.layer_blobs)

@@ -38,6 +38,10 @@ def _rootfs_and_ops(c: Container) -> tuple[str, list[object]]:
         return str(c.config["rootfs"]), []
     if mode == "vfs":
         return c.path("rootfs"), []
+    if mode == "squashfs":
+        from rootless.runtime import squashfs
+
+        return squashfs.rootfs_and_ops(c)  # type: ignore[return-value]
     layers_dir = str(c.config["layers_dir"])
     lower = ":".join(reversed([str(x) for x in c.config["lower"]]))  # type: ignore[union-attr]
     dirs = f"lowerdir={lower},upperdir={c.path('upper')},workdir={c.path('work')}"
@@ -66,6 +70,10 @@ def run_options(c: Container) -> object:
         layers_dir = str(c.config["layers_dir"])
         lower = [os.path.realpath(os.path.join(layers_dir, str(x))) for x in c.config["lower"]]  # type: ignore[union-attr]
         opts.user_layers = [c.path("upper"), *reversed(lower)]
+    elif c.config.get("rootfs_mode") == "squashfs":
+        from rootless.runtime import squashfs
+
+        opts.user_layers = squashfs.user_layers(c)
     return opts
 
 

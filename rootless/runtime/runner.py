@@ -276,6 +276,10 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
             hint="add subordinate ids for this user in /etc/subuid and /etc/subgid",
         )
     log.debug(f"id mapping: {mapping.describe()}")
+    if mapping.mode == "single" and opts.pre_ops:
+        from rootless.runtime.squashfs import single_owner
+
+        single_owner(opts.pre_ops, mapping.container_uid, mapping.container_gid)
     host_net = opts.network == "host"
     hostname = opts.hostname or (os.uname().nodename if host_net else opts.container_id[:12])
     cfg = SpawnConfig(rootfs, opts.argv, build_env(opts, user, hostname))

@@ -170,8 +170,15 @@ def create_from_args(ctx: Context, p: Parsed, verb: str = "run") -> tuple[object
         from rootless.cli.commands.pull import _progress
 
         platform = p.get("platform")
-        image = resolve(ctx.root, args.pop(0), str(p.pull), platform if isinstance(platform, str) else None,
-                        bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
+        ref = args.pop(0)
+        if ref.startswith(("/", ".")) or ref.endswith((".sqfs", ".squashfs")):
+            from rootless.runtime import squashfs
+
+            if squashfs.is_file_argument(ref):
+                image = squashfs.open_image(ref)  # a single-file image
+        if image is None:
+            image = resolve(ctx.root, ref, str(p.pull), platform if isinstance(platform, str) else None,
+                            bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
         from rootless.runtime.runner import TIMINGS
 
         if TIMINGS is not None:

@@ -1,4 +1,4 @@
-"""`rootless save`: write images to a docker-archive or oci-archive."""
+"""`rootless save`: write images to a docker-archive or oci-archive, or one image to a squashfs file."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ COMMAND = Command(
         Opt(
             "--format",
             VALUE,
-            "archive format",
+            "archive format (squashfs: one image as a single squashfs file, needs -o)",
             default="docker-archive",
-            choices=("docker-archive", "oci-archive"),
+            choices=("docker-archive", "oci-archive", "squashfs"),
         ),
     ],
     description="""\
@@ -30,9 +30,15 @@ docker-archive (the default) is what `docker load` and `podman load` read: one
 uncompressed tar per layer and manifest.json. oci-archive is an OCI image layout
 in a tar, with the stored manifests and compressed layers byte for byte (digests
 are kept). Without -o the archive goes to standard output, which must not be a
-terminal. A file is written under a temporary name and renamed when complete.""",
+terminal. A file is written under a temporary name and renamed when complete.
+
+squashfs writes one image, its layers merged (deleted files gone) with the
+image's owners and modes, as a single squashfs file (made by sqfstar, zstd):
+`rootless run FILE` runs it directly, the way to ship an image to a parallel
+filesystem. The image config is inside it (/.rootless/config.json).""",
     examples="  rootless save -o busybox.tar busybox\n"
-    "  rootless save --format oci-archive app:1 app:2 | gzip > app.tar.gz\n",
+    "  rootless save --format oci-archive app:1 app:2 | gzip > app.tar.gz\n"
+    "  rootless save --format squashfs -o app.sqfs app:1 && rootless run --rm ./app.sqfs\n",
     stop_at_positional=False,
 )
 
@@ -47,6 +53,8 @@ def main(ctx: Context, parsed: Parsed) -> int:
 
     fmt = str(parsed.get("format"))
     output = parsed.get("output")
+    if fmt == "squashfs":
+        return _save_squashfs(ctx, list(parsed.args), str(output or ""))
     store = Store.open(ctx.root)
     if output:
         save_to_path(store, list(parsed.args), fmt, str(output))
@@ -58,4 +66,16 @@ def main(ctx: Context, parsed: Parsed) -> int:
         )
     sys.stdout.flush()
     save(store, list(parsed.args), fmt, sys.stdout.buffer)
+    return 0
+
+
+def _save_squashfs(ctx: Context, images: list[str], output: str) -> int:
+    if not output:
+        raise UsageError("--format squashfs needs an output file: use -o FILE")
+    if len(images) != 1:
+        raise UsageError("--format squashfs saves exactly one image")
+    from rootless.overlay.squashfs import save as save_squashfs
+    from rootless.store import Store
+
+    save_squashfs(Store.open(ctx.root), images[0], output)
     return 0
