@@ -25,7 +25,7 @@ APT_PACKAGES=(
     # build
     gcc python3-dev python3-venv ca-certificates git tar
     # what rootless itself uses at run time
-    uidmap fuse-overlayfs fuse3 util-linux procps
+    uidmap fuse-overlayfs fuse3 util-linux procps squashfuse
     # test fixtures and peers we cross-check against
     busybox-static docker-registry skopeo umoci podman crun runc conmon
     bubblewrap charliecloud-runtime catatonit slirp4netns containernetworking-plugins
