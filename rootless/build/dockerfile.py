@@ -181,7 +181,7 @@ class _Lexer:
             op, self.i = ":", self.i + 1
             ch = self.peek()
         if ch not in ("-", "+", "?"):
-            raise DockerfileError(f"{self.where}: unsupported modifier in ${{{name}{op}{ch}...}}")
+            raise DockerfileError(f"{self.where}: unsupported modifier {op + ch!r} in ${{{name}...}}")
         op += ch
         self.i += 1
         word = self._word_until_brace()
@@ -192,7 +192,8 @@ class _Lexer:
         if op.endswith("+"):
             return word if is_set else ""
         if not is_set:
-            raise DockerfileError(f"{self.where}: {name}: {word or 'is not set'}")
+            message = word.replace("\n", "\\n") or "is not set"  # one line, even from a heredoc
+            raise DockerfileError(f"{self.where}: {name}: {message}")
         return value or ""
 
     def _word_until_brace(self) -> str:

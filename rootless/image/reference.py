@@ -160,13 +160,19 @@ class Reference:
         return replace(self, digest=validate_digest(digest))
 
     def familiar_name(self) -> str:
-        """Docker's short name: `centos` for docker.io/library/centos."""
+        """Docker's short name: `centos` for docker.io/library/centos. Kept in full
+        when the short form would read back as another registry's
+        (docker.io/localhost/app, docker.io/a.b/app) or as an image ID
+        (docker.io/library/<64 hex digits>)."""
         if self.domain != DEFAULT_DOMAIN:
             return self.name
         if self.repository.startswith(OFFICIAL_PREFIX):
             short = self.repository[len(OFFICIAL_PREFIX) :]
-            if "/" not in short:
+            if "/" not in short and not _HEX64_RE.match(short):
                 return short
+        first, sep, _ = self.repository.partition("/")
+        if sep and _is_domain(first):
+            return self.name
         return self.repository
 
     def familiar(self) -> str:
