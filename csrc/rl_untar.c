@@ -1750,7 +1750,8 @@ static int cmp_dirrec(const void *a, const void *b)
 static int apply_dirs(struct ut *u)
 {
     struct dirrec *d = u->dirs.p;
-    qsort(d, u->dirs.n, sizeof(*d), cmp_dirrec);
+    if (u->dirs.n > 1) /* d is NULL when there is none: qsort's pointer must not be */
+        qsort(d, u->dirs.n, sizeof(*d), cmp_dirrec);
     for (size_t i = 0; i < u->dirs.n; i++) {
         const char *path = u->dirpaths.p + d[i].path_off;
         size_t plen = strlen(path), dlen;
