@@ -261,7 +261,7 @@ class Builder:
                 self._pull(ref, plat)
                 record = self.store.image(ref)
             self.store.layer_dirs(record)  # every layer complete
-            cfg = json.loads(self.store.blobs.read(record.config_digest))
+            cfg = dict(record.config.raw)  # parsed and sanitized by the store
         except RootlessError as exc:
             raise RootlessError(f"{ins.path}:{ins.line}: {exc.message}", hint=exc.hint) from exc
         if not isinstance(cfg, dict):

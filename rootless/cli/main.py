@@ -184,7 +184,30 @@ def _report(message: str) -> None:
     sys.stderr.flush()
 
 
+def _output_errors(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Hostile names must print, not crash: a file name's undecodable bytes
+    (surrogate escapes) go out as the raw bytes, like ls; other unencodable
+    characters (a lone surrogate from an image's JSON) as \\uXXXX escapes."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    chunk = exc.object[exc.start : exc.end]
+    if all(0xDC80 <= ord(c) <= 0xDCFF for c in chunk):
+        return bytes(ord(c) - 0xDC00 for c in chunk), exc.end
+    return "".join(f"\\u{ord(c):04x}" for c in chunk), exc.end
+
+
+def _tolerant_stdout() -> None:
+    import codecs
+
+    codecs.register_error("rootless-output", _output_errors)
+    try:
+        sys.stdout.reconfigure(errors="rootless-output")  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        pass  # not a text stream (tests, embedding): leave it alone
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_stdout()
     try:
         return dispatch(sys.argv[1:] if argv is None else argv)
     except RootlessError as exc:

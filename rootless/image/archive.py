@@ -156,7 +156,7 @@ class TarIndex:
     def json(self, name: str) -> object:
         try:
             return json.loads(self.read(name))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ArchiveError(f"{self.label}: {name!r} is not valid JSON ({exc})") from None
 
 

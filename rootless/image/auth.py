@@ -301,7 +301,7 @@ class _Token:
 def _token_from_json(body: bytes, realm: str) -> _Token:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         data = None
     if not isinstance(data, dict):
         raise RegistryError(f"token service {realm} returned no JSON")
@@ -316,7 +316,7 @@ def _token_from_json(body: bytes, realm: str) -> _Token:
 def _error_text(body: bytes) -> str:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return body[:200].decode("utf-8", "replace").strip()
     if isinstance(data, dict):
         errors = data.get("errors")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
+from typing import Any
 
 from rootless.errors import ManifestError, UsageError
 from rootless.image.types import (
@@ -89,10 +90,27 @@ def _err(what: str, why: str) -> ManifestError:
 def _loads(data: bytes, what: str) -> JSONObject:
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _err(what, f"not JSON ({exc})") from None
     if not isinstance(value, dict):
         raise _err(what, "not a JSON object")
+    if b"\\ud" in data.lower():  # a \uD800-\uDFFF escape: maybe a lone surrogate
+        value = _no_lone_surrogates(value)
+    return value
+
+
+def _no_lone_surrogates(value: object) -> Any:
+    """A lone UTF-16 surrogate escape ("\\ud800") decodes to a str no codec can
+    encode (an environment variable, a label, a history line would crash whoever
+    prints or execs it): replace it with U+FFFD, as Go's encoding/json does."""
+    if isinstance(value, str):
+        import re  # rare: only documents with such escapes get here
+
+        return re.sub("[\ud800-\udfff]", "\ufffd", value)
+    if isinstance(value, list):
+        return [_no_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_no_lone_surrogates(k): _no_lone_surrogates(v) for k, v in value.items()}
     return value
 
 

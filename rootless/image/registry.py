@@ -96,7 +96,7 @@ def registry_error_text(body: bytes) -> str:
     """`code words: message` for each entry of a distribution error body, '; '-joined."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return body[:200].decode("utf-8", "replace").strip() if body else ""
     errors = data.get("errors") if isinstance(data, dict) else None
     if not isinstance(errors, list):
@@ -637,7 +637,7 @@ def _manifest_digest(
 def _tags_from(body: bytes) -> list[str]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RegistryError("tag list is not JSON") from None
     tags = data.get("tags") if isinstance(data, dict) else None
     return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []

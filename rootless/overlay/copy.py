@@ -20,7 +20,8 @@ Docker's rules: SRC `dir/.` copies the directory's content; DST an existing
 directory receives SRC inside it; DST ending in "/" must be an existing
 directory; a directory never replaces a file. Files copied into the container
 belong to its root (0:0), files copied out to the caller; modes and mtimes are
-kept.
+kept, except that files copied out lose their setuid and setgid bits (an image
+must not plant set-id programs on the host).
 """
 
 from __future__ import annotations
@@ -191,8 +192,13 @@ def _times(dfd: int, name: str, st: os.stat_result) -> None:
     os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
 
 
-def copy_entry(sfd: int, sname: str, st: os.stat_result, dfd: int, dname: str) -> None:
-    """Copy `sname` (below sfd) to `dname` (below dfd); never follows a symlink."""
+_SET_ID = stat.S_ISUID | stat.S_ISGID
+
+
+def copy_entry(sfd: int, sname: str, st: os.stat_result, dfd: int, dname: str,
+               to_host: bool = False) -> None:
+    """Copy `sname` (below sfd) to `dname` (below dfd); never follows a symlink.
+    `to_host`: regular files lose their setuid/setgid bits."""
     mode = st.st_mode
     if stat.S_ISDIR(mode):
         try:
@@ -200,7 +206,7 @@ def copy_entry(sfd: int, sname: str, st: os.stat_result, dfd: int, dname: str) -
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(dname, dir_fd=dfd).st_mode):
                 raise ContainerError(f"cannot overwrite non-directory {dname!r} with a directory") from None
-        copy_dir_contents(sfd, sname, dfd, dname)
+        copy_dir_contents(sfd, sname, dfd, dname, to_host)
         os.chmod(dname, stat.S_IMODE(mode), dir_fd=dfd)
         _times(dfd, dname, st)
         return
@@ -212,7 +218,7 @@ def copy_entry(sfd: int, sname: str, st: os.stat_result, dfd: int, dname: str) -
                           0o600, dir_fd=dfd)
             try:
                 _copy_data(src, dst, os.fstat(src).st_size)
-                os.fchmod(dst, stat.S_IMODE(mode))
+                os.fchmod(dst, stat.S_IMODE(mode) & ~_SET_ID if to_host else stat.S_IMODE(mode))
             finally:
                 os.close(dst)
         finally:
@@ -226,7 +232,7 @@ def copy_entry(sfd: int, sname: str, st: os.stat_result, dfd: int, dname: str) -
     _times(dfd, dname, st)
 
 
-def copy_dir_contents(sfd: int, sname: str, dfd: int, dname: str) -> None:
+def copy_dir_contents(sfd: int, sname: str, dfd: int, dname: str, to_host: bool = False) -> None:
     src = os.open(sname, _NOFOLLOW_DIR, dir_fd=sfd) if sname != "." else os.dup(sfd)
     try:
         dst = os.open(dname, _NOFOLLOW_DIR, dir_fd=dfd) if dname != "." else os.dup(dfd)
@@ -234,7 +240,7 @@ def copy_dir_contents(sfd: int, sname: str, dfd: int, dname: str) -> None:
             with os.scandir(src) as it:
                 entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
             for name, st in entries:
-                copy_entry(src, name, st, dst, name)
+                copy_entry(src, name, st, dst, name, to_host)
         finally:
             os.close(dst)
     finally:
@@ -249,11 +255,12 @@ def copy(src_root: Root, src_path: str, dst_root: Root, dst_path: str) -> None:
         raise ContainerError(f"no such file or directory: {src_path}") from None
     try:
         dfd, dname = locate_dest(dst_root, dst_path, src, src_path, contents)
+        to_host = dst_root.rootfd is None
         try:
             if dname is None:
-                copy_dir_contents(src.parent_fd, src.name, dfd, ".")
+                copy_dir_contents(src.parent_fd, src.name, dfd, ".", to_host)
             else:
-                copy_entry(src.parent_fd, src.name, src.st, dfd, dname)
+                copy_entry(src.parent_fd, src.name, src.st, dfd, dname, to_host)
         finally:
             os.close(dfd)
     finally:

@@ -157,8 +157,6 @@ def resolve(root: str, ref: str, policy: str, platform: str | None, tls_verify: 
 
 def _resolve_from_store(root: str, ref: str, policy: str, platform: str | None,
                         tls_verify: bool, progress: ProgressFactory | None) -> ContainerImage:
-    import json
-
     from rootless.store import Store
     from rootless.store.store import NoSuchImageError
 
@@ -185,7 +183,7 @@ def _resolve_from_store(root: str, ref: str, policy: str, platform: str | None,
     stamp = _stamp(root)  # before reading: a concurrent change then only misses later
     lower = store.layer_links(record)
     store.layer_dirs(record)  # checks every layer is complete
-    raw = json.loads(store.blobs.read(record.config_digest))
+    raw = dict(record.config.raw)  # parsed and sanitized (no lone surrogates) by the store
     name = record.names[0] if record.names else record.short_id
     image = ContainerImage(record.id.split(":", 1)[-1], _familiar(name), raw, store.paths.layers, lower)
     image.layer_blobs = [(d.digest, d.media_type) for d in record.manifest.layers]

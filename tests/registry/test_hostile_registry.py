@@ -331,6 +331,7 @@ def _layer(**changes: Any) -> dict[str, Any]:
 MALFORMED_MANIFESTS = {
     "not-json": (b"{not json", "not JSON"),
     "array": (b"[]", "not a JSON object"),
+    "deeply-nested": (b'{"layers":' + b"[" * 200_000, "not JSON"),
     "layers-3": (_manifest_with(layers=3), "'layers' is not a list"),
     "layers-strings": (_manifest_with(layers=["sha256:x"]), "descriptor is not an object"),
     "size-negative": (_manifest_with(layers=[_layer(size=-1)]), "'size' is missing or not a non-negative"),
