@@ -163,7 +163,8 @@ def save(store: Store, text: str, path: str, compression: str = DEFAULT_COMPRESS
         name = record.names[0] if record.names else record.short_id
         meta = _meta_layer(store, config)
         try:
-            _write(sqfstar, compression, [meta, *layers], tmp)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
+            _write(sqfstar, compression, [meta, *layers], tmp, path)
             trailer = _trailer(name, record.id, config, layers)
             with open(tmp, "ab") as f:
                 f.write(trailer)
@@ -199,56 +200,55 @@ def _meta_layer(store: Store, config: bytes) -> str:
     return top
 
 
-def _write(sqfstar: str, compression: str, layers_top_down: list[str], out: str) -> None:
-    """The merged tar, packed in the caller's user namespace, piped into sqfstar."""
-    import subprocess
-
+def _write(sqfstar: str, compression: str, layers_top_down: list[str], out: str, label: str) -> None:
+    """The merged tar piped into sqfstar, both in the caller's user namespace: there
+    the files show the image's owners, and sqfstar, as uid 0, makes the root
+    directory root's (sqfstar 4.5.1 ignores -root-uid/-root-gid)."""
     from rootless.overlay import userns
+
+    argv = [sqfstar, "-comp", compression, "-reproducible", "-quiet", "-no-progress", "-force",
+            "-root-mode", "755", out]
+    userns.spawn(lambda: _pack_into(argv, layers_top_down, label),
+                 mapping=userns.caller_mapping()).wait()
+
+
+def _pack_into(argv: list[str], layers_top_down: list[str], label: str) -> None:
+    """(In the namespace child) run sqfstar and feed it the merged tree."""
+    import signal
+    import subprocess
+    import tempfile
+
     from rootless.overlay.export import pack_merged
 
+    # sqfstar exits as soon as it has read the end-of-archive block, maybe before the
+    # second one is written: a broken pipe is sqfstar's to report (its status).
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     r, w = os.pipe2(os.O_CLOEXEC)
-
-    def work() -> None:
-        import signal
-
-        os.close(r)
-        # sqfstar exits as soon as it has read the end-of-archive block, maybe before
-        # the second one is written: a broken pipe is sqfstar's to report (its status).
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(argv, stdin=r, stdout=subprocess.DEVNULL, stderr=errors)
+        except OSError as exc:
+            os.close(w)
+            raise UnsupportedHostError(f"cannot run sqfstar: {exc.strerror}") from None
+        finally:
+            os.close(r)
+        pack_error: BaseException | None = None
         try:
             pack_merged(layers_top_down, w, override=True)
         except BrokenPipeError:
             pass
-        os.close(w)
-
-    try:
-        child = userns.spawn(work, mapping=userns.caller_mapping(), close_in_parent=[w])
-    except BaseException:
-        os.close(r)
-        raise
-    argv = [sqfstar, "-comp", compression, "-reproducible", "-quiet", "-no-progress", "-force",
-            "-root-uid", "0", "-root-gid", "0", "-root-mode", "755", out]
-    try:
-        proc = subprocess.Popen(argv, stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except OSError as exc:
-        os.close(r)
-        child.kill()
-        raise UnsupportedHostError(f"cannot run sqfstar: {exc.strerror}") from None
-    os.close(r)
-    _, err = proc.communicate()
-    pack_error: BaseException | None = None
-    try:
-        child.wait()
-    except BaseException as exc:  # noqa: BLE001 - reported after sqfstar's verdict
-        pack_error = exc
-    if proc.returncode != 0:
-        lines = [x for x in err.decode("utf-8", "replace").splitlines() if x.strip()]
-        what = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+        except BaseException as exc:  # noqa: BLE001 - raised once sqfstar has stopped
+            pack_error = exc
+        finally:
+            os.close(w)
+        proc.wait()
         if pack_error is not None:
             raise pack_error
-        raise StoreError(f"sqfstar failed: {what}")
-    if pack_error is not None:
-        raise pack_error
+        if proc.returncode != 0:
+            errors.seek(0)
+            lines = [x for x in errors.read().decode("utf-8", "replace").splitlines() if x.strip()]
+            what = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+            raise StoreError(f"cannot write {label}: sqfstar: {what}")
 
 
 def _trailer(name: str, image_id: str, config: bytes, layers_top_down: list[str]) -> bytes:
