@@ -283,7 +283,7 @@ def in_container(c: Container, work: Callable[[int], None]) -> None:
 
     mode = str(c.config.get("rootfs_mode", "rootfs"))
     st = c.status()
-    if mode in ("overlay", "fuse-overlayfs") and st.running:
+    if mode in ("overlay", "fuse-overlayfs", "squashfs") and st.running:
         pid = st.pid
 
         def joined() -> None:
@@ -291,6 +291,9 @@ def in_container(c: Container, work: Callable[[int], None]) -> None:
 
         userns.spawn(joined, mapping=None, join_pid=pid).wait()
         return
+    if mode == "squashfs":  # its root exists only inside its own namespaces
+        raise ContainerError(f"container {c.name} runs from a squashfs file: cp needs it running",
+                             hint=f"rootless start {c.name}")
     if mode not in ("overlay", "fuse-overlayfs"):
         top = c.path("rootfs") if mode == "vfs" else str(c.config["rootfs"])
         userns.spawn(lambda: work(os.open(top, _DIR)), mapping=userns.caller_mapping()).wait()
