@@ -66,6 +66,9 @@ Global options:
   --runroot DIR      volatile state (default $XDG_RUNTIME_DIR/rootless, else /tmp/rootless-UID)
   --storage-driver D overlay, fuse-overlayfs or vfs for new containers (default: probed;
                      also $ROOTLESS_STORAGE_DRIVER)
+  --storage-opt additionalimagestore=DIR
+                     a shared, read-only image store searched after yours (repeatable;
+                     default $ROOTLESS_IMAGE_STORES, else storage.conf; see docs/storage.md)
   --log-level LEVEL  debug, info, warning (default) or error
   -v, --version      print the version and exit
   -h, --help         print this help
@@ -80,10 +83,22 @@ Run 'rootless COMMAND --help' for more information on a command.
 class Context:
     """What every command shares: store locations and logging."""
 
-    def __init__(self, root: str | None, runroot: str | None, storage_driver: str | None = None) -> None:
+    def __init__(self, root: str | None, runroot: str | None, storage_driver: str | None = None,
+                 image_stores: list[str] | None = None) -> None:
         self._root = root
         self._runroot = runroot
         self.storage_driver = storage_driver
+        if image_stores is not None:  # --storage-opt: for every Store.open of this process
+            from rootless.store import shared
+
+            shared.set_cli_stores(image_stores)
+
+    @property
+    def image_stores(self) -> list[str]:
+        """The shared read-only image stores under the user's own (rootless.store.shared)."""
+        from rootless.store import shared
+
+        return shared.image_stores()
 
     @property
     def root(self) -> str:
@@ -119,6 +134,7 @@ def _global_help() -> str:
 
 def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
     root = runroot = driver = None
+    storage_opts: list[str] = []
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         arg = argv[i]
@@ -131,6 +147,9 @@ def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
             runroot = os.path.abspath(runroot)
         elif name == "--storage-driver":
             driver, i = _take_value(argv, i, name)
+        elif name == "--storage-opt":
+            opt, i = _take_value(argv, i, name)
+            storage_opts.append(opt)
         elif name == "--log-level":
             level, i = _take_value(argv, i, name)
             from rootless import log
@@ -144,7 +163,12 @@ def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
             return Context(root, runroot, driver), ["help"]
         else:
             raise UsageError(f"unknown flag: {arg}\nSee 'rootless --help'.")
-    return Context(root, runroot, driver), argv[i:]
+    stores = None
+    if storage_opts:
+        from rootless.store.shared import parse_storage_opts
+
+        stores = parse_storage_opts(storage_opts)
+    return Context(root, runroot, driver, stores), argv[i:]
 
 
 def dispatch(argv: list[str], ctx: Context | None = None) -> int:

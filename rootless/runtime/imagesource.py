@@ -77,12 +77,15 @@ def _pull(store: object, ref: str, platform: str | None, tls_verify: bool | None
                                  timeout=registry_timeout()))
 
 
-def _stamp(root: str) -> tuple[int, int, int] | None:
+def _stamp(root: str) -> tuple[object, ...] | None:
+    """What any change of the store's index.json, or of a shared store's, changes."""
     try:
         st = os.stat(os.path.join(root, "index.json"))
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    from rootless.store.shared import image_stores, stamp
+
+    return (st.st_ino, st.st_mtime_ns, st.st_size, stamp(image_stores()))
 
 
 def _key(ref: str, platform: str | None) -> str:
@@ -102,7 +105,8 @@ def _cached(root: str, ref: str, platform: str | None) -> ContainerImage | None:
     `run` of an image that is present then imports nothing of the registry client
     or the store (their imports cost 30 ms; the cache read costs 0.1 ms). The cache
     is marshal data, written by this module only, keyed by the reference as typed
-    and invalidated by any change of index.json (pull, tag, rmi, load, commit)."""
+    and invalidated by any change of index.json (pull, tag, rmi, load, commit),
+    the shared stores' included."""
     import marshal
 
     stamp = _stamp(root)
@@ -124,7 +128,7 @@ def _cached(root: str, ref: str, platform: str | None) -> ContainerImage | None:
 
 
 def _remember(root: str, ref: str, platform: str | None, image: ContainerImage,
-              stamp: tuple[int, int, int] | None) -> None:
+              stamp: tuple[object, ...] | None) -> None:
     import marshal
 
     if stamp is None:
@@ -181,6 +185,10 @@ def _resolve_from_store(root: str, ref: str, policy: str, platform: str | None,
         _pull(store, ref, platform, tls, progress)
         record = store.image(ref)
     stamp = _stamp(root)  # before reading: a concurrent change then only misses later
+    if store.shared:
+        from rootless.runtime.sharedstores import usable_layers
+
+        record = usable_layers(store, record)  # a private copy where a shared one cannot serve
     lower = store.layer_links(record)
     store.layer_dirs(record)  # checks every layer is complete
     raw = dict(record.config.raw)  # parsed and sanitized (no lone surrogates) by the store

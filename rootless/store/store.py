@@ -4,13 +4,18 @@ runtime needs to know about one image. See docs/storage.md.
 Locks: adding content (pull, load) holds `store.lock` shared for the whole
 operation; deleting content (rmi, prune, sweeps) holds it exclusively, so a
 deletion never races with a pull that is about to reference what it deletes.
+
+Shared stores (rootless.store.shared, rootless.store.stack): read-only image
+stores stacked under this one. Lookups search this store first, then each
+shared store; writes only ever go to this store.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from rootless.errors import ImageError, StoreError
@@ -48,6 +53,8 @@ class ImageRecord:
     repo_digests: tuple[str, ...]  # name@sha256:...
     created: str  # the config's RFC 3339 creation time ("" if unknown)
     size: int  # sum of the uncompressed layer sizes
+    read_only: bool = False  # named by a shared (read-only) store, not the user's own
+    store_root: str = ""  # the store whose index.json names it
 
     @property
     def short_id(self) -> str:
@@ -55,17 +62,44 @@ class ImageRecord:
 
 
 class Store:
-    """An opened store. `Store.open(root)` creates it when missing."""
+    """An opened store. `Store.open(root)` creates it when missing.
 
-    def __init__(self, paths: StorePaths, ownership: Ownership | None = None) -> None:
+    `shared`: read-only stores stacked under this one (`Store.open` takes them
+    from the configuration unless told); `read_only`: this is one of them."""
+
+    def __init__(
+        self,
+        paths: StorePaths,
+        ownership: Ownership | None = None,
+        shared: Sequence[Store] = (),
+        *,
+        read_only: bool = False,
+    ) -> None:
         self.paths = paths
         self._ownership = ownership
-        self.blobs = BlobStore(paths)
+        self.read_only = read_only
+        self.shared: tuple[Store, ...] = tuple(shared)
         self.index = ImageIndex(paths)
         self._layers: LayerStore | None = None
+        self.blobs: BlobStore
+        if self.shared:
+            from rootless.store.stack import StackedBlobStore
+
+            self.blobs = StackedBlobStore(paths, [s.blobs for s in self.shared])
+        else:
+            self.blobs = BlobStore(paths)
 
     @classmethod
-    def open(cls, root: str, *, create: bool = True, ownership: Ownership | None = None) -> Store:
+    def open(
+        cls,
+        root: str,
+        *,
+        create: bool = True,
+        ownership: Ownership | None = None,
+        shared: Sequence[str] | None = None,
+    ) -> Store:
+        """Open (and with `create`, make) the store at `root`, stacked on the shared
+        stores `shared` (default: the configured ones, rootless.store.shared)."""
         paths = StorePaths(root)
         if create:
             try:
@@ -77,7 +111,18 @@ class Store:
                 ) from exc
         if os.path.isdir(root):
             check_version(paths, create=create)
-        return cls(paths, ownership)
+        if shared is None:
+            from rootless.store.shared import image_stores
+
+            shared = image_stores()
+        stores: list[Store] = []
+        if shared:
+            from rootless.store.stack import READ_ONLY, open_shared
+
+            stores = [
+                cls(p, Ownership(READ_ONLY), read_only=True) for _, p in open_shared(shared, root)
+            ]
+        return cls(paths, ownership, stores)
 
     @property
     def root(self) -> str:
@@ -92,12 +137,23 @@ class Store:
     @property
     def layers(self) -> LayerStore:
         if self._layers is None:
-            self._layers = LayerStore(self.paths, self.ownership)
+            if self.shared:
+                from rootless.store.stack import StackedLayerStore
+
+                self._layers = StackedLayerStore(
+                    self.paths, self.ownership, [s.layers for s in self.shared]
+                )
+            else:
+                self._layers = LayerStore(self.paths, self.ownership)
         return self._layers
 
     def lock(self, *, shared: bool, timeout: float | None = None) -> FileLock:
         """The store lock: shared to add content, exclusive to delete it."""
         return FileLock(self.paths.store_lock, shared=shared, timeout=timeout, what="image store")
+        if self.read_only:
+            from rootless.store.stack import ReadOnlyStoreError
+
+            raise ReadOnlyStoreError(f"the image store {self.root} is read-only (a shared store)")
 
     def delete_lock(self) -> FileLock:
         return self.lock(shared=False, timeout=DELETE_LOCK_TIMEOUT)
@@ -105,23 +161,41 @@ class Store:
     # -------------------------------------------------------------- images
 
     def images(self) -> list[ImageRecord]:
-        """Every image, newest entry last (index order), one record per manifest."""
-        entries = self.index.entries()
-        order: list[str] = []
-        for e in entries:
-            if e.digest not in order:
-                order.append(e.digest)
-        return [self._record(d, entries) for d in order]
+        """Every image, newest entry last (index order), one record per manifest;
+        then those of each shared store (read_only), less the names a store
+        above already has (they resolve there) and less the manifests already
+        listed without any name left."""
+        out = [self._record(d, entries) for d, entries in _manifests(self)]
+        claimed = {n for r in out for n in r.names}
+        listed = {r.manifest_digest for r in out}
+        for store in self.shared:
+            for digest, entries in _manifests(store):
+                try:
+                    record = self._record(digest, entries, store)
+                except StoreError as exc:
+                    from rootless import log
+
+                    log.warning(f"{store.root}: image {digest[7:19]}: {exc.message}")
+                    continue
+                names = tuple(n for n in record.names if n not in claimed)
+                if not names and digest in listed:
+                    continue
+                claimed.update(names)
+                listed.add(digest)
+                out.append(replace(record, names=names))
+        return out
 
     def image(self, ref_or_id: str) -> ImageRecord:
-        """Resolve a name, `name@digest`, manifest digest, or (a prefix of) an image ID."""
-        entries = self.index.entries()
-        return self._record(self.resolve(ref_or_id, entries), entries)
+        """Resolve a name, `name@digest`, manifest digest, or (a prefix of) an image
+        ID; in this store first, then in each shared store."""
+        owner, digest, entries = self.locate(ref_or_id)
+        return self._record(digest, entries, owner)
 
     def resolve(self, text: str, entries: list[Entry] | None = None) -> str:
-        """The manifest digest `text` names."""
+        """The manifest digest `text` names: in `entries` (this store's index)
+        when given, else in this store and then the shared ones."""
         if entries is None:
-            entries = self.index.entries()
+            return self.locate(text)[1]
         digest = _by_name(text, entries)
         if digest is None:
             digest = self._by_id(text, entries)
@@ -130,6 +204,21 @@ class Store:
         return digest
 
     def _by_id(self, text: str, entries: list[Entry]) -> str | None:
+    def locate(self, text: str) -> tuple[Store, str, list[Entry]]:
+        """(the store whose index names `text`, the manifest digest, that index).
+        Names win over ID prefixes in every store; then this store wins."""
+        stores = [self, *self.shared]
+        indexes = [(s, s.index.entries()) for s in stores]
+        for store, entries in indexes:
+            digest = _by_name(text, entries)
+            if digest is not None:
+                return store, digest, entries
+        for store, entries in indexes:
+            digest = self._by_id(text, entries)
+            if digest is not None:
+                return store, digest, entries
+        raise NoSuchImageError(f"no such image: {text}")
+
         want = text.removeprefix("sha256:")
         if not want or len(want) > 64 or any(c not in "0123456789abcdef" for c in want):
             return None
@@ -151,7 +240,9 @@ class Store:
         except (StoreError, ValueError, KeyError, TypeError):
             return None
 
-    def _record(self, manifest_digest: str, entries: list[Entry]) -> ImageRecord:
+    def _record(
+        self, manifest_digest: str, entries: list[Entry], owner: Store | None = None
+    ) -> ImageRecord:
         from rootless.image.manifest import parse_image_config, parse_manifest
         from rootless.image.types import Manifest
 
@@ -180,6 +271,8 @@ class Store:
             created=config.created,
             size=size,
         )
+            read_only=owner is not None and owner is not self,
+            store_root=(owner or self).root,
 
     # -------------------------------------------------------------- runtime API
 
@@ -195,14 +288,11 @@ class Store:
 
     def layer_links(self, image: ImageRecord) -> list[str]:
         """Short names of the layer directories, lowest first, relative to
-        `paths.layers` ("l/<26 chars>"): for overlay lowerdir= options."""
-        links = []
-        for diff_id in image.diff_ids:
-            info = self.layers.info(diff_id)
-            if info is None:
-                raise StoreError(f"layer {digest_hex(diff_id)[:12]} is missing")
-            links.append(os.path.join("l", info.link))
-        return links
+        `paths.layers` ("l/<26 chars>"; an absolute path for a layer used from a
+        shared store): for overlay lowerdir= options."""
+        from rootless.store.stack import lower_link
+
+        return [lower_link(self.layers, diff_id) for diff_id in image.diff_ids]
 
     def users_of(self, image_id: str) -> list[str]:
         """Ids of the containers (running or not) created from image `image_id`:
@@ -274,3 +364,13 @@ def _same_repo(entry: Entry, name: str) -> bool:
     if entry.name and entry.name.rsplit(":", 1)[0] == name:
         return True
     return bool(entry.repo_digest and entry.repo_digest.split("@", 1)[0] == name)
+
+
+def _manifests(store: Store) -> list[tuple[str, list[Entry]]]:
+    """Each manifest digest of the store's index once, in index order, with the index."""
+    entries = store.index.entries()
+    order: list[str] = []
+    for e in entries:
+        if e.digest not in order:
+            order.append(e.digest)
+    return [(d, entries) for d in order]

@@ -26,7 +26,10 @@ COMMAND = Command(
             metavar="FORMAT",
         ),
     ],
-    description="Fields for --format: Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size.",
+    description="""\
+Fields for --format: Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size,
+ReadOnly. Images of shared read-only stores (--storage-opt additionalimagestore)
+are listed after your own, with an R/O column (ReadOnly true).""",
 )
 
 
@@ -66,6 +69,7 @@ def _rows(image: ImageRecord, no_trunc: bool) -> list[dict[str, object]]:
         "CreatedSince": ago(when) if when is not None else "N/A",
         "Size": human_size(image.size),
         "VirtualSize": human_size(image.size),
+        "ReadOnly": image.read_only,
     }
     digests = {split_name(d)[0]: d.split("@", 1)[1] for d in image.repo_digests}
     names = [split_name(n) for n in image.names] or [("<none>", "<none>")]
@@ -91,8 +95,15 @@ def main(ctx: Context, parsed: Parsed) -> int:
     store = open_store(ctx)
     no_trunc = bool(parsed.get("no_trunc"))
     filt = parsed.args[0] if parsed.args else None
+    by_store: dict[str, list[ImageRecord]] = {}  # the own store first, then the shared ones
+    for img in store.images():
+        by_store.setdefault(img.store_root, []).append(img)
     rows = [
-        r for img in reversed(store.images()) for r in _rows(img, no_trunc) if _matches(r, filt)
+        r
+        for images in by_store.values()
+        for img in reversed(images)  # newest first within each store
+        for r in _rows(img, no_trunc)
+        if _matches(r, filt)
     ]
     if parsed.get("quiet"):
         seen: list[object] = []
@@ -104,5 +115,8 @@ def main(ctx: Context, parsed: Parsed) -> int:
     if parsed.get("digests"):
         headers.append(("DIGEST", "Digest"))
     headers += [("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")]
+    if not parsed.get("format") and any(r.get("ReadOnly") for r in rows):
+        headers.append(("R/O", "R/O"))
+        rows = [r | {"R/O": "true" if r.get("ReadOnly") else "false"} for r in rows]
     emit(rows, parsed.get("format"), headers, quiet_field="ID", quiet=bool(parsed.get("quiet")))  # type: ignore[arg-type]
     return 0
