@@ -57,6 +57,10 @@ RUN_OPTS = CONTAINER_OPTS + [
     Opt("--detach,-d", FLAG, "run in the background and print the container id"),
     Opt("--rm", FLAG, "remove the container when it exits"),
     Opt("--timings", FLAG, "print how long each start-up phase took, to stderr"),
+    Opt("--sharens", FLAG, "share one container among the processes of a job on this node "
+        "(MPI ranks under srun or mpirun, or every run with the same $ROOTLESS_SHARENS_KEY): "
+        "the first starts it, the others join its namespaces, so shared-memory transports "
+        "work; needs --rm"),
 ]
 
 DESCRIPTION = """\
@@ -234,6 +238,8 @@ def main(ctx: Context, p: Parsed) -> int:
 
 
 def _main(ctx: Context, p: Parsed) -> int:
+    if p.sharens:  # type: ignore[attr-defined]
+        return _run_sharens(ctx, p)
     rootfs = p.get("rootfs")
     if p.rm and not p.detach and isinstance(rootfs, str) and rootfs:  # type: ignore[attr-defined]
         return _fast_run(ctx, p)
@@ -250,7 +256,75 @@ def _main(ctx: Context, p: Parsed) -> int:
     return attach_started(c, opts.tty, opts.interactive, on_exit)
 
 
-def _run_rm_foreground(c: object) -> int:
+def _run_sharens(ctx: Context, p: Parsed) -> int:
+    """`run --rm --sharens`: lead the job's shared container on this node, or join it."""
+    from rootless.runtime import execute, idmap, runner, sharens, users
+
+    if p.detach or not p.rm:  # type: ignore[attr-defined]
+        raise UsageError("--sharens runs the processes of a job in the foreground: use it with --rm, "
+                         "without -d")
+    registry = sharens.Registry(ctx.runroot, sharens.job_key())
+    rootfs = p.get("rootfs")
+    entrypoint = p.get("entrypoint")
+    image = None
+    if isinstance(rootfs, str) and rootfs:
+        what = os.path.realpath(rootfs)
+    else:
+        args = list(p.args)
+        if not args:
+            raise UsageError("'rootless run' requires an image (or --rootfs DIR)\nSee 'rootless run --help'.")
+        from rootless.runtime.imagesource import resolve
+
+        from rootless.cli.commands.pull import _progress
+
+        platform = p.get("platform")
+        image = resolve(ctx.root, args[0], str(p.pull), platform if isinstance(platform, str) else None,
+                        bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
+        what = f"image {image.id[:12]}"
+    keep_id = p.userns == "keep-id" and p.user is None  # type: ignore[attr-defined]
+    mapping = idmap.plan(keep_id)
+
+    def lead(started: object) -> int:
+        if image is None:
+            argv = list(p.args)
+            if isinstance(entrypoint, str) and entrypoint:
+                argv = [entrypoint] + argv
+            opts = options_from(p, argv, str(rootfs), ctx)
+            opts.init = opts.linger = True
+            opts.on_started = started
+            return runner.run(opts)
+        c, _ = create_from_args(ctx, p)
+        return _run_rm_foreground(c, shared_started=started)
+
+    def join(entry: sharens.Entry, joined: object) -> int:
+        if image is None:
+            argv = list(p.args)
+            if isinstance(entrypoint, str) and entrypoint:
+                argv = [entrypoint] + argv
+            opts = options_from(p, argv, str(rootfs), ctx)
+        else:
+            from rootless.runtime.create import apply_image_config
+
+            opts = options_from(p, [], "", ctx)
+            apply_image_config(opts, image, entrypoint if isinstance(entrypoint, str) else None,
+                               list(p.args)[1:])
+        if not opts.argv:
+            raise UsageError("no command given: pass one after the image or --rootfs DIR")
+        user = users.resolve(f"/proc/{entry.pid}/root", opts.user)
+        if opts.keep_id and opts.user is None:
+            user.uid, user.gid = mapping.container_uid, mapping.container_gid
+        host_net = opts.network == "host"
+        hostname = opts.hostname or (os.uname().nodename if host_net else opts.container_id[:12])
+        j = execute.Join(opts.argv, runner.build_env(opts, user, hostname), opts.workdir or "/", user)
+        j.seccomp, j.fakeroot, j.setgroups = opts.seccomp, opts.fakeroot, mapping.setgroups
+        j.tty, j.interactive = opts.tty, opts.interactive
+        j.on_resumed = joined
+        return execute.spawn_into(entry.pid, j)
+
+    return sharens.run_shared(registry, what, mapping.mode, lead, join)  # type: ignore[arg-type]
+
+
+def _run_rm_foreground(c: object, shared_started: object = None) -> int:
     """`run --rm` in the foreground: this process is the container's parent (no
     monitor to start, no second process to remove it). The container is listed by
     `ps` and reachable by `exec`, `top` and `stats` while it runs; it has no log or
@@ -276,6 +350,14 @@ def _run_rm_foreground(c: object) -> int:
                     sync=False)
 
             opts.on_started = started  # type: ignore[attr-defined]
+            if shared_started is not None:
+                opts.init = opts.linger = True  # type: ignore[attr-defined]
+
+                def started_shared(pid: int) -> None:
+                    started(pid)
+                    shared_started(pid)  # type: ignore[operator]
+
+                opts.on_started = started_shared  # type: ignore[attr-defined]
         return runner.run(opts)  # type: ignore[arg-type]
     finally:
         try:
