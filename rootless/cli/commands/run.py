@@ -179,7 +179,7 @@ def create_from_args(ctx: Context, p: Parsed, verb: str = "run") -> tuple[object
             from rootless.runtime import squashfs
 
             if squashfs.is_file_argument(ref):
-                image = squashfs.open_image(ref)  # a single-file image
+                image = squashfs.open_image(ref, ctx.root)  # a single-file image
         if image is None:
             image = resolve(ctx.root, ref, str(p.pull), platform if isinstance(platform, str) else None,
                             bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
