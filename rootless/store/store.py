@@ -149,11 +149,11 @@ class Store:
 
     def lock(self, *, shared: bool, timeout: float | None = None) -> FileLock:
         """The store lock: shared to add content, exclusive to delete it."""
-        return FileLock(self.paths.store_lock, shared=shared, timeout=timeout, what="image store")
         if self.read_only:
             from rootless.store.stack import ReadOnlyStoreError
 
             raise ReadOnlyStoreError(f"the image store {self.root} is read-only (a shared store)")
+        return FileLock(self.paths.store_lock, shared=shared, timeout=timeout, what="image store")
 
     def delete_lock(self) -> FileLock:
         return self.lock(shared=False, timeout=DELETE_LOCK_TIMEOUT)
@@ -203,7 +203,6 @@ class Store:
             raise NoSuchImageError(f"no such image: {text}")
         return digest
 
-    def _by_id(self, text: str, entries: list[Entry]) -> str | None:
     def locate(self, text: str) -> tuple[Store, str, list[Entry]]:
         """(the store whose index names `text`, the manifest digest, that index).
         Names win over ID prefixes in every store; then this store wins."""
@@ -219,6 +218,7 @@ class Store:
                 return store, digest, entries
         raise NoSuchImageError(f"no such image: {text}")
 
+    def _by_id(self, text: str, entries: list[Entry]) -> str | None:
         want = text.removeprefix("sha256:")
         if not want or len(want) > 64 or any(c not in "0123456789abcdef" for c in want):
             return None
@@ -270,9 +270,9 @@ class Store:
             repo_digests=tuple(sorted({e.repo_digest for e in mine if e.repo_digest})),
             created=config.created,
             size=size,
-        )
             read_only=owner is not None and owner is not self,
             store_root=(owner or self).root,
+        )
 
     # -------------------------------------------------------------- runtime API
 
