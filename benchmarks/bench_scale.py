@@ -5,8 +5,9 @@
 
 Measured (as --as-user, through setpriv; the harness needs root for Slurm and the registry):
   * foreground: COUNT x `rootless run --rm --rootfs BUSYBOX true` launched together: wall
-    time until the last exits, and the peak of the host's used memory above the idle
-    baseline (MemTotal - MemAvailable, sampled every 5 ms);
+    time until the last exits, the peak of the host's used memory above the idle
+    baseline (MemTotal - MemAvailable, sampled every 5 ms), and the peak summed RSS of
+    the launched process trees (RssPeak, as compare.py's scale workload measures it);
   * detached: COUNT x `rootless run -d IMAGE sleep 60` launched together: wall time until
     every `run -d` returned, the summed RSS (and PSS) of the COUNT monitors, and the host
     memory used by the whole set (monitors + containers) once all run;
@@ -65,20 +66,6 @@ class PeakMemory:
         self._t.join()
 
 
-def subordinate_ids(user: str) -> list[tuple[int, int]]:
-    """The user's /etc/subuid ranges as (start, count)."""
-    out = []
-    try:
-        with open("/etc/subuid") as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) == 3 and parts[0] == user:
-                    out.append((int(parts[1]), int(parts[2])))
-    except OSError:
-        pass
-    return out
-
-
 def become_subreaper() -> bool:
     """PR_SET_CHILD_SUBREAPER: processes that daemonize (podman's conmon) stay our
     descendants, so RssPeak still counts them."""
@@ -91,62 +78,52 @@ def become_subreaper() -> bool:
 
 
 class RssPeak:
-    """The peak, over time, of the summed RSS of the processes below this one (`root`)
-    whose real uid is the user's or one of their subordinate ids: no cgroup needed,
-    /proc is polled every `interval` s. Other users' pids are read once, not again;
-    the user's processes that are not our descendants (other work of the same user)
-    do not count. Call become_subreaper() first so that daemonized helpers stay below."""
+    """The peak, over time, of the summed RSS of every process below this one (`root`):
+    no cgroup needed. Every `interval` s the tree is walked through
+    /proc/PID/task/TID/children and each member's VmRSS summed (shared pages count in
+    each process; a process shorter than the interval can be missed). Call
+    become_subreaper() first so that daemonized helpers stay below."""
 
-    def __init__(self, uid: int, ranges: list[tuple[int, int]], interval: float = 0.01,
-                 root: int | None = None) -> None:
-        self.uid, self.ranges, self.interval = uid, ranges, interval
-        self.root = str(root if root is not None else os.getpid())
+    def __init__(self, interval: float = 0.01, root: int | None = None) -> None:
+        self.interval = interval
+        self.root = root if root is not None else os.getpid()
         self.peak_kib = 0
         self.samples = 0
-        self._others: set[str] = set()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _ours(self, uid: int) -> bool:
-        return uid == self.uid or any(start <= uid < start + n for start, n in self.ranges)
+    @staticmethod
+    def _children(pid: int) -> list[int]:
+        out: list[int] = []
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                    out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+        return out
+
+    @staticmethod
+    def _rss_kib(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
 
     def scan(self) -> int:
-        procs: dict[str, tuple[str, int]] = {}  # pid -> (ppid, rss KiB), the user's processes
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or pid in self._others:
+        total, todo, seen = 0, self._children(self.root), set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
                 continue
-            try:
-                with open(f"/proc/{pid}/status", "rb") as f:
-                    status = f.read()
-            except OSError:
-                continue
-            uid, rss, ppid = -1, 0, ""
-            for line in status.split(b"\n"):
-                if line.startswith(b"Uid:"):
-                    uid = int(line.split()[1])
-                elif line.startswith(b"PPid:"):
-                    ppid = line.split()[1].decode()
-                elif line.startswith(b"VmRSS:"):
-                    rss = int(line.split()[1])
-            if self._ours(uid):
-                procs[pid] = (ppid, rss)
-            else:
-                self._others.add(pid)
-        below: dict[str, bool] = {self.root: True}
-
-        def is_below(pid: str) -> bool:
-            chain = []
-            while pid not in below:
-                if pid not in procs:
-                    break
-                chain.append(pid)
-                pid = procs[pid][0]
-            verdict = below.get(pid, False)
-            for p in chain:
-                below[p] = verdict
-            return verdict
-
-        return sum(rss for pid, (_, rss) in procs.items() if pid != self.root and is_below(pid))
+            seen.add(pid)
+            total += self._rss_kib(pid)
+            todo += self._children(pid)
+        return total
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -248,10 +225,12 @@ def monitor_memory(marker: str) -> tuple[int, int, int]:
 
 
 def bench_foreground(user: User, rootfs: str, count: int) -> dict[str, float]:
-    with PeakMemory() as mem:
+    become_subreaper()
+    with PeakMemory() as mem, RssPeak() as rss:
         wall, _ = together(user, [[ROOTLESS, "run", "--rm", "--rootfs", rootfs, "true"]] * count)
     return {"wall_s": round(wall, 3), "per_container_ms": round(wall / count * 1000, 2),
-            "peak_used_mib": round((mem.peak - mem.base) / 1024, 1)}  # fmt: skip
+            "peak_used_mib": round((mem.peak - mem.base) / 1024, 1),
+            "peak_rss_sum_mib": round(rss.peak_kib / 1024, 1)}  # fmt: skip
 
 
 def bench_detached(user: User, image: str, count: int) -> dict[str, float]:

@@ -41,6 +41,7 @@ small sizes) is for smoke tests and never writes the document unless --write.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -232,12 +233,13 @@ def w_scale(opts: Options, work: str) -> H.Workload:
     w = new_workload("scale", f"{count} containers started at once",
                      f"{count} x `true` on the busybox rootfs, every process started at once; "
                      "wall time until the last one exits, and the peak of the summed RSS of every "
-                     "process of the user and their subordinate ids (polled from /proc every "
-                     "10 ms; shared pages count in each process).", opts)  # fmt: skip
+                     "process below the harness (its tree walked through /proc every 10 ms, so "
+                     "a process shorter than that can be missed; shared pages count in each "
+                     "process; daemonizing helpers stay in the tree: the harness is a child "
+                     "subreaper).", opts)  # fmt: skip
     rootfs = _user_rootfs(work)
     cs = RL.rootfs_contenders(work, rootfs, 0)
     RL.check(cs, work)
-    user = identity()
     BS.become_subreaper()
     counter = itertools.count()
 
@@ -250,7 +252,7 @@ def w_scale(opts: Options, work: str) -> H.Workload:
                 if c.name in ("crun", "runc"):  # a container id per instance
                     argv[-1] = f"{argv[-1]}-{n}-{i}"
                 argvs.append(argv)
-            with BS.RssPeak(os.getuid(), BS.subordinate_ids(user)) as peak:
+            with BS.RssPeak() as peak:
                 try:
                     wall = BS.launch_together(argvs, c.env, work)
                 except RuntimeError as exc:
@@ -288,7 +290,7 @@ def w_pull(opts: Options) -> H.Workload:
         sizes = [os.path.getsize(p) for p in blobs]
         raw = sum(os.path.getsize(os.path.join(dp, f)) for s in sources for d in s if os.path.isdir(d)
                   for dp, _, fs in os.walk(d) for f in fs if not os.path.islink(os.path.join(dp, f)))
-        cold = f"cold pull + unpack, {raw / 1e6:.0f} MB in {len(sizes)} layers ({sum(sizes) / 1e6:.0f} MB gzip)"
+        cold = f"cold pull + unpack, {_mb(raw)} in {len(sizes)} layers ({_mb(sum(sizes))} gzip)"
         trials = [
             H.Trial("rootless", bench.rootless, ("cold",), note="fresh store"),
             H.Trial("podman", bench.podman, ("cold",), note="fresh --root"),
@@ -326,13 +328,17 @@ def w_push(opts: Options) -> H.Workload:
             H.Trial("rootless-chunked", bench.rootless_chunked, ("push",), note="8 MiB PATCH chunks"),
             H.Trial("skopeo", bench.skopeo, ("push",), note="skopeo copy oci:STORE docker://"),
         ]  # fmt: skip
-        measure(w, trials, [("push", f"push, {len(sizes)} gzip layers, {sum(sizes) / 1e6:.0f} MB", "s")])
+        measure(w, trials, [("push", f"push, {len(sizes)} gzip layers, {_mb(sum(sizes))}", "s")])
     finally:
         _rm(work)
     return w
 
 
 # ---------------------------------------------------------------- untar
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"
 
 
 def w_untar(opts: Options) -> H.Workload:
@@ -362,14 +368,16 @@ def w_untar(opts: Options) -> H.Workload:
         for key, label, tar in (("small", f"{files:,} small files", small),
                                 ("large", f"{large_mb} MB layer", large)):  # fmt: skip
             tgz = tar.with_suffix(".tar.gz")
-            specs += [(f"{key}", f"{label} ({tar.stat().st_size / 1e6:.0f} MB tar)", "s"),
-                      (f"{key}.gz", f"{label} ({tgz.stat().st_size / 1e6:.0f} MB .tar.gz)", "s")]
+            specs += [(f"{key}", f"{label} ({_mb(tar.stat().st_size)} tar)", "s"),
+                      (f"{key}.gz", f"{label} ({_mb(tgz.stat().st_size)} .tar.gz)", "s")]
             for case, ours, gnu, n1, n2 in (
                 (key, BU.ours(tar), BU.gnu(tar), "rl_untar", "tar -xf"),
                 (f"{key}.gz", BU.ours_gz(tgz), BU.gnu(tgz, z=True), f"{BU.GZIP_IMPL} + rl_untar", "tar -xzf"),
             ):  # fmt: skip
-                trials.append(H.Trial("rootless", lambda f=ours: BU.once(f, base, "out-rl"), (case,), note=n1))
-                trials.append(H.Trial("GNU tar", lambda f=gnu: BU.once(f, base, "out-gnu"), (case,), note=n2))
+                trials.append(H.Trial("rootless", functools.partial(BU.once, ours, base, "out-rl"), (case,),
+                                      note=n1))
+                trials.append(H.Trial("GNU tar", functools.partial(BU.once, gnu, base, "out-gnu"), (case,),
+                                      note=n2))
         measure(w, trials, specs)
         w.notes.append(f"work directory: {H.filesystem(str(base))}")
     finally:
@@ -490,7 +498,9 @@ def w_build(opts: Options) -> H.Workload:
 
 def w_squashfs(opts: Options) -> H.Workload:
     """The workload of benchmarks/bench_squashfs.py (another script's), when it offers
-    `compare_workload(quick: bool, rounds: int, warmup: int) -> (trials, specs, notes)`."""
+    `compare_workload(quick: bool) -> (trials, specs, notes, cleanup)`: harness.Trial
+    objects, (case key, title, unit) specs as for harness.make_cases, note lines, and a
+    callable that removes what it set up."""
     w = new_workload("squashfs", "Single-file images (squashfs)", "", opts)
     try:
         import bench_squashfs as BQ  # type: ignore[import-not-found]
@@ -561,7 +571,7 @@ def worker(names: list[str], opts: Options) -> int:
     work = opts.workdir or tempfile.mkdtemp(prefix="rl-compare-")
     out = []
     for name in names:
-        out.append(run_one(name, lambda n=name: USER_FNS[n](opts, work)))
+        out.append(run_one(name, functools.partial(USER_FNS[name], opts, work)))
     print(H.dump_json(out, {}))
     return 0
 
@@ -725,13 +735,13 @@ def measure_all(names: list[str], opts: Options, argv: list[str]) -> tuple[dict[
             work = _scratch(opts, "rl-compare-user-")
             try:
                 for n in user_names:
-                    results[n] = run_one(n, lambda n=n: USER_FNS[n](opts, work))
+                    results[n] = run_one(n, functools.partial(USER_FNS[n], opts, work))
             finally:
                 _rm(work)
     for n in names:
         if n in ROOT_WORKLOADS:
             H.log(f"{n}: starting")
-            results[n] = run_one(n, lambda n=n: ROOT_WORKLOADS[n](opts))
+            results[n] = run_one(n, functools.partial(ROOT_WORKLOADS[n], opts))
     meta["load_after"] = H.load_average()
     for w in results.values():
         w.date, w.command, w.commit = meta["date"], meta["command"], meta["commit"]

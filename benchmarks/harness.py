@@ -283,8 +283,9 @@ def _cgroups() -> str:
 
 
 def load_average() -> str:
+    """The 1-minute load average."""
     try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+        return f"{os.getloadavg()[0]:.2f}"
     except OSError:
         return "?"
 
@@ -394,7 +395,7 @@ def render_workload_md(w: Workload, plot: str | None = None) -> str:
     if w.description:
         lines += [w.description, ""]
     lines += [(f"Measured {w.date} as {w.identity}: {w.rounds} interleaved rounds after {w.warmup} "
-               f"warm-up, at commit {w.commit}, load average {w.load}; `{w.command}`."), ""]
+               f"warm-up, at commit {w.commit}, 1-minute load {w.load}; `{w.command}`."), ""]
     if w.error:
         lines += [f"Not measured: {w.error}", ""]
     for case in w.cases:
@@ -499,8 +500,8 @@ def plot_workload(w: Workload, path: str) -> bool:
         ax.invert_yaxis()
         ax.set_xlabel(f"median, {label} (bars: min–max)")
         ax.set_title(case.title, fontsize=10)
-        for i, m in enumerate(meds):
-            ax.annotate(f" {m:.3g}", (m, i), va="center", fontsize=8)
+        for i, (m, r) in enumerate(zip(meds, rows)):
+            ax.annotate(f" {m:.3g}", (max(r.samples) * factor, i), va="center", fontsize=8)
     for ax in list(axes.flat)[len(cases):]:
         ax.axis("off")
     fig.suptitle(w.title, fontsize=11)

@@ -79,6 +79,8 @@ def oci_bundle(tool: str, work: str, rootfs: str) -> str:
     """`<tool> spec --rootless` bundle running `true` on the shared rootfs."""
     bundle = os.path.join(work, f"{tool}-bundle")
     os.makedirs(bundle, exist_ok=True)
+    if os.path.exists(os.path.join(bundle, "config.json")):  # made for an earlier workload
+        os.unlink(os.path.join(bundle, "config.json"))
     subprocess.run([tool, "spec", "--rootless"], cwd=bundle, check=True, capture_output=True)
     path = os.path.join(bundle, "config.json")
     with open(path) as f:

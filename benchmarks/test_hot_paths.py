@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,7 +91,7 @@ def _large_members() -> Iterator[tuple[str, bytes]]:
         yield f"big/blob{i}", chunk * (LARGE_SIZE >> 20)
 
 
-def _bench_untar(benchmark: pytest.FixtureRequest, shm: Path, tar: Path) -> None:
+def _bench_untar(benchmark: Any, shm: Path, tar: Path) -> None:
     from rootless.native.untar import untar_fd
 
     dest = shm / "untar-out"
@@ -107,18 +108,18 @@ def _bench_untar(benchmark: pytest.FixtureRequest, shm: Path, tar: Path) -> None
         finally:
             os.close(fd)
 
-    benchmark.pedantic(run, setup=setup, rounds=10, iterations=1, warmup_rounds=1)  # type: ignore[attr-defined]
+    benchmark.pedantic(run, setup=setup, rounds=10, iterations=1, warmup_rounds=1)
     shutil.rmtree(dest)
 
 
 @pytest.mark.benchmark(group="untar")
-def test_untar_small_files(benchmark: pytest.FixtureRequest, shm: Path) -> None:
+def test_untar_small_files(benchmark: Any, shm: Path) -> None:
     tar = _tar(shm / "small.tar", _small_members())
     _bench_untar(benchmark, shm, tar)
 
 
 @pytest.mark.benchmark(group="untar")
-def test_untar_large_files(benchmark: pytest.FixtureRequest, shm: Path) -> None:
+def test_untar_large_files(benchmark: Any, shm: Path) -> None:
     tar = _tar(shm / "large.tar", _large_members())
     _bench_untar(benchmark, shm, tar)
 
@@ -160,14 +161,14 @@ def _config_bytes() -> bytes:
 
 
 @pytest.mark.benchmark(group="manifest")
-def test_parse_manifest(benchmark: pytest.FixtureRequest) -> None:
+def test_parse_manifest(benchmark: Any) -> None:
     data = _manifest_bytes()
-    parsed = benchmark(parse_manifest, data)  # type: ignore[operator]
+    parsed = benchmark(parse_manifest, data)
     assert isinstance(parsed, t.Manifest) and len(parsed.layers) == 12
 
 
 @pytest.mark.benchmark(group="manifest")
-def test_parse_index_and_select_platform(benchmark: pytest.FixtureRequest) -> None:
+def test_parse_index_and_select_platform(benchmark: Any) -> None:
     data = _index_bytes()
     want = host_platform("x86_64")
 
@@ -176,13 +177,13 @@ def test_parse_index_and_select_platform(benchmark: pytest.FixtureRequest) -> No
         assert isinstance(index, t.Index)
         return select_platform(index, want)
 
-    assert benchmark(run).digest.startswith("sha256:00")  # type: ignore[operator]
+    assert benchmark(run).digest.startswith("sha256:00")
 
 
 @pytest.mark.benchmark(group="manifest")
-def test_parse_image_config(benchmark: pytest.FixtureRequest) -> None:
+def test_parse_image_config(benchmark: Any) -> None:
     data = _config_bytes()
-    benchmark(parse_image_config, data)  # type: ignore[operator]
+    benchmark(parse_image_config, data)
 
 
 REFERENCES = [
@@ -194,11 +195,11 @@ REFERENCES = [
 
 
 @pytest.mark.benchmark(group="reference")
-def test_parse_references(benchmark: pytest.FixtureRequest) -> None:
+def test_parse_references(benchmark: Any) -> None:
     def run() -> int:
         return sum(len(str(parse_reference(r))) for r in REFERENCES)
 
-    assert benchmark(run) > 0  # type: ignore[operator]
+    assert benchmark(run) > 0
 
 
 # ---------------------------------------------------------------- diff and commit packing
@@ -236,16 +237,16 @@ def layers(shm: Path) -> tuple[str, str]:
 
 
 @pytest.mark.benchmark(group="diff")
-def test_diff_walk(benchmark: pytest.FixtureRequest, layers: tuple[str, str]) -> None:
+def test_diff_walk(benchmark: Any, layers: tuple[str, str]) -> None:
     from rootless.overlay.diff import compute
 
     upper, lower = layers
-    changes = benchmark(compute, upper, [lower])  # type: ignore[operator]
+    changes = benchmark(compute, upper, [lower])
     assert len(changes) >= CHANGES
 
 
 @pytest.mark.benchmark(group="commit")
-def test_pack_upper(benchmark: pytest.FixtureRequest, layers: tuple[str, str]) -> None:
+def test_pack_upper(benchmark: Any, layers: tuple[str, str]) -> None:
     from rootless.overlay.export import pack_upper
 
     upper, lower = layers
@@ -257,11 +258,11 @@ def test_pack_upper(benchmark: pytest.FixtureRequest, layers: tuple[str, str]) -
         finally:
             os.close(fd)
 
-    assert benchmark(run) >= CHANGES  # type: ignore[operator]
+    assert benchmark(run) >= CHANGES
 
 
 @pytest.mark.benchmark(group="commit")
-def test_commit_pack_digest_gzip(benchmark: pytest.FixtureRequest, layers: tuple[str, str],
+def test_commit_pack_digest_gzip(benchmark: Any, layers: tuple[str, str],
                                  shm: Path) -> None:
     """What commit does in-process: pack the upper dir to a file, hash it (the diffID)
     and gzip it (the blob)."""
@@ -283,4 +284,4 @@ def test_commit_pack_digest_gzip(benchmark: pytest.FixtureRequest, layers: tuple
         assert digest.digest.startswith("sha256:")
         return size
 
-    assert benchmark(run) > 0  # type: ignore[operator]
+    assert benchmark(run) > 0
