@@ -136,6 +136,13 @@ def read_config(text: str, where: str = "storage.conf") -> list[str] | None:
             found = [str(v) for v in value]
 
 
+class _Bare:
+    """A value that is not a string (a number, a boolean, a date): never a path."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 class _Scanner:
     def __init__(self, text: str, where: str) -> None:
         self.text = text
@@ -208,7 +215,7 @@ class _Scanner:
         word = self.text[start : self.i].strip()
         if not word:
             raise self.error("expected a value")
-        return word
+        return _Bare(word)
 
     def _array(self) -> list[object]:
         self.i += 1
