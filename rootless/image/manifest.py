@@ -95,7 +95,8 @@ def _loads(data: bytes, what: str) -> JSONObject:
     if not isinstance(value, dict):
         raise _err(what, "not a JSON object")
     if b"\\ud" in data.lower():  # a \uD800-\uDFFF escape: maybe a lone surrogate
-        value = _no_lone_surrogates(value)
+        cleaned: JSONObject = _no_lone_surrogates(value)
+        return cleaned
     return value
 
 

@@ -22,7 +22,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from rootless.errors import (
     DigestMismatchError,

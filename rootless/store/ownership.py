@@ -58,12 +58,17 @@ class Ownership:
     ) -> UntarStats:
         """Unpack a layer tar stream into `dest` in overlay format (limits: see
         rootless.native.untar; 0 is none)."""
-        limits = {"max_file_size": max_file_size, "max_total_size": max_total_size}
         if self.mode == USERNS:
             from rootless.native.job import untar_in_userns
 
             return untar_in_userns(
-                source, dest, self._write_maps, overlay=True, userxattr=True, **limits
+                source,
+                dest,
+                self._write_maps,
+                overlay=True,
+                userxattr=True,
+                max_file_size=max_file_size,
+                max_total_size=max_total_size,
             )
         from rootless.native.untar import untar_stream
 
@@ -74,7 +79,8 @@ class Ownership:
             override_stat=self.mode == OVERRIDE,
             overlay=True,
             userxattr=True,
-            **limits,
+            max_file_size=max_file_size,
+            max_total_size=max_total_size,
         )
 
     def rmtree(self, path: str, mode: str | None = None) -> None:

@@ -34,7 +34,9 @@ def sha(data: bytes) -> str:
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
     return str(proc.stdout)
 
 
@@ -166,8 +168,15 @@ def outside(cli: CLI) -> str:
     return top
 
 
+def read(path: str) -> bytes:
+    with open(path, "rb") as src:
+        return src.read()
+
+
 def untouched(top: str) -> bool:
-    return sorted(os.listdir(top)) == ["secret"] and open(os.path.join(top, "secret")).read() == "secret\n"
+    return (
+        sorted(os.listdir(top)) == ["secret"] and read(os.path.join(top, "secret")) == b"secret\n"
+    )
 
 
 # ---------------------------------------------------------------- archive structure
@@ -175,7 +184,7 @@ def untouched(top: str) -> bool:
 
 def test_load_refuses_names_outside_the_archive(cli: CLI, base_layer: bytes, outside: str) -> None:
     layer = tar_bytes([f("x", b"x")])
-    passwd_before = open("/etc/passwd", "rb").read()
+    passwd_before = read("/etc/passwd")
     secret = os.path.join(outside, "secret")
     cases = {
         "config-dotdot": {"Config": "../../../../../etc/passwd", "Layers": []},
@@ -193,7 +202,7 @@ def test_load_refuses_names_outside_the_archive(cli: CLI, base_layer: bytes, out
             name,
             proc.stderr,
         )
-    assert open("/etc/passwd", "rb").read() == passwd_before
+    assert read("/etc/passwd") == passwd_before
     assert images(cli) == [] and untouched(outside)
     good_image_loads_and_runs(cli, base_layer)
 
@@ -243,7 +252,9 @@ def test_load_archive_members_with_escaping_names_write_nothing(
     assert not os.path.exists(f"/tmp/{marker}") and untouched(outside)
 
 
-def _oci_archive(index: dict[str, object], blobs: list[bytes], extra: Iterable[Member] = ()) -> bytes:
+def _oci_archive(
+    index: dict[str, object], blobs: list[bytes], extra: Iterable[Member] = ()
+) -> bytes:
     members = [f("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')]
     members += [f(f"blobs/sha256/{sha(b)[7:]}", b) for b in blobs]
     members.append(f("index.json", json.dumps(index).encode()))
@@ -287,11 +298,17 @@ def test_load_hostile_oci_archives(cli: CLI, base_layer: bytes, outside: str) ->
     middle = json.dumps(_index(_entry(inner, OCI_I))).encode()
     cases: dict[str, tuple[bytes, str]] = {
         "digest-dotdot": (
-            _oci_archive(_index({"mediaType": OCI_M, "digest": "sha256:../../../etc/passwd", "size": 1}), blobs),
+            _oci_archive(
+                _index({"mediaType": OCI_M, "digest": "sha256:../../../etc/passwd", "size": 1}),
+                blobs,
+            ),
             "bad digest",
         ),
         "digest-64-dotdot": (
-            _oci_archive(_index({"mediaType": OCI_M, "digest": "sha256:" + "../" * 21 + "x", "size": 1}), blobs),
+            _oci_archive(
+                _index({"mediaType": OCI_M, "digest": "sha256:" + "../" * 21 + "x", "size": 1}),
+                blobs,
+            ),
             "bad digest",
         ),
         "blob-symlink": (
@@ -310,7 +327,10 @@ def test_load_hostile_oci_archives(cli: CLI, base_layer: bytes, outside: str) ->
             _oci_archive(_index({"mediaType": OCI_M, "digest": sha(manifest), "size": -1}), blobs),
             "non-negative",
         ),
-        "manifests-number": (_oci_archive({"schemaVersion": 2, "manifests": 3}, blobs), "not a list"),
+        "manifests-number": (
+            _oci_archive({"schemaVersion": 2, "manifests": 3}, blobs),
+            "not a list",
+        ),
         "wrong-size": (
             _oci_archive(_index({"mediaType": OCI_M, "digest": sha(manifest), "size": 5}), blobs),
             "digest",
@@ -351,13 +371,17 @@ def test_bombs_in_load_and_import(cli: CLI, base_layer: bytes) -> None:
     path = write(cli, "layer-bomb.tar", docker_archive([bomb], "hostile/bomb:1", gzip_layers=True))
     assert os.path.getsize(path) < 1 << 20
     proc = cli.run("load", "-i", path, env=limits)
-    one_line_error(proc, f"layer {sha(bomb)[7:]}.tar of hostile/bomb:1", "8 MiB (ROOTLESS_MAX_LAYER_SIZE)")
+    one_line_error(
+        proc, f"layer {sha(bomb)[7:]}.tar of hostile/bomb:1", "8 MiB (ROOTLESS_MAX_LAYER_SIZE)"
+    )
     # a compressed archive that inflates past the archive limit
     whole = gzip.compress(docker_archive([bomb], "hostile/bomb:2"), compresslevel=1)
     proc = cli.run("load", "-i", write(cli, "archive-bomb.tar.gz", whole), env=limits)
     one_line_error(proc, "16 MiB (ROOTLESS_MAX_ARCHIVE_SIZE)")
     # import of a compressed tarball
-    proc = cli.run("import", write(cli, "import-bomb.tar.gz", gzip.compress(bomb, 1)), "bomb:3", env=limits)
+    proc = cli.run(
+        "import", write(cli, "import-bomb.tar.gz", gzip.compress(bomb, 1)), "bomb:3", env=limits
+    )
     one_line_error(proc, "8 MiB (ROOTLESS_MAX_LAYER_SIZE)")
     # a sparse file of a petabyte in a layer
     sparse = tarfile.TarInfo("GNUSparseFile.0/huge")
@@ -366,7 +390,9 @@ def test_bombs_in_load_and_import(cli: CLI, base_layer: bytes) -> None:
     body = b"1\n0\n0\n".ljust(512, b"\0")
     sparse.size = len(body)
     sparse_layer = sparse.tobuf(tarfile.PAX_FORMAT) + body + b"\0" * 1024
-    proc = cli.run("load", "-i", write(cli, "sparse.tar", docker_archive([sparse_layer], "hostile/sparse:1")))
+    proc = cli.run(
+        "load", "-i", write(cli, "sparse.tar", docker_archive([sparse_layer], "hostile/sparse:1"))
+    )
     one_line_error(proc, "huge: file of 1125899906842624 bytes", "(ROOTLESS_MAX_FILE_SIZE)")
     assert images(cli) == []
     layers = os.path.join(cli.store, "layers")
@@ -394,7 +420,6 @@ def test_unpack_refusals_are_one_line(cli: CLI, base_layer: bytes) -> None:
         assert not os.path.exists(os.path.join(cli.store, "layers", sha(layer)[7:]))
     assert images(cli) == []
     good_image_loads_and_runs(cli, base_layer)
-
 
 
 def test_directory_replaced_by_symlink_in_a_later_layer(
@@ -431,7 +456,9 @@ def test_directory_replaced_by_symlink_in_a_later_layer(
     assert untouched(outside)
 
 
-def test_setuid_files_are_not_setuid_on_the_host_without_subids(cli: CLI, base_layer: bytes) -> None:
+def test_setuid_files_are_not_setuid_on_the_host_without_subids(
+    cli: CLI, base_layer: bytes
+) -> None:
     top = tar_bytes([
         f("suid", b"#!/bin/sh\nid\n", mode=0o4755),
         f("sgid", b"#!/bin/sh\nid\n", mode=0o2755),
@@ -448,7 +475,9 @@ def test_setuid_files_are_not_setuid_on_the_host_without_subids(cli: CLI, base_l
     else:  # root or the user's subordinate ids own them: kept as data
         assert modes["suid"] & stat.S_ISUID and modes["sgid"] & stat.S_ISGID
         # container root is root, or the user: setuid to oneself grants nothing
-        assert os.lstat(os.path.join(diff_dir, "suid")).st_uid == (0 if cli.name == "root" else cli.uid)
+        assert os.lstat(os.path.join(diff_dir, "suid")).st_uid == (
+            0 if cli.name == "root" else cli.uid
+        )
     # the store stays private: nobody else can reach (and run) what it holds
     assert stat.S_IMODE(os.stat(cli.store).st_mode) & 0o077 == 0
     for name in ("capped",):
@@ -483,13 +512,17 @@ def test_hostile_names_and_config_do_not_crash_the_cli(cli: CLI, base_layer: byt
                         author="\ud800\n")  # fmt: skip
     config["config"] = {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin", "X=\ud800"],
                         "Labels": {"evil\nkey": "value\n\udcff"}, "WorkingDir": "/"}  # fmt: skip
-    path = write(cli, "names.tar", docker_archive([base_layer, top], "hostile/names:1", config=config))
+    path = write(
+        cli, "names.tar", docker_archive([base_layer, top], "hostile/names:1", config=config)
+    )
     ok(cli.run("load", "-i", path))
     for args in (("images",), ("history", "hostile/names:1"), ("history", "--no-trunc", "hostile/names:1"),
                  ("image", "inspect", "hostile/names:1")):  # fmt: skip
         run_binary(cli, *args)
-    script = "for f in /new* /bad* /tab* /esc* /dir*; do echo more >> \"$f\" 2>/dev/null; done; " \
-             "touch \"/made\nhere\" \"$(printf '/x\\377y')\"; true"
+    script = (
+        'for f in /new* /bad* /tab* /esc* /dir*; do echo more >> "$f" 2>/dev/null; done; '
+        'touch "/made\nhere" "$(printf \'/x\\377y\')"; true'
+    )
     ok(cli.run("run", "--name", "names", "hostile/names:1", "sh", "-c", script))
     for args in (("ps", "-a"), ("inspect", "names")):
         run_binary(cli, *args)
@@ -501,7 +534,9 @@ def test_hostile_names_and_config_do_not_crash_the_cli(cli: CLI, base_layer: byt
         names = set(tar.getnames())
     assert "new\nline" in names and "made\nhere" in names and "x\udcffy" in names
     ok(cli.run("commit", "names", "hostile/names:2"))
-    out = ok(cli.run("run", "--rm", "hostile/names:2", "sh", "-c", "cat '/new\nline'; ls / | wc -l"))
+    out = ok(
+        cli.run("run", "--rm", "hostile/names:2", "sh", "-c", "cat '/new\nline'; ls / | wc -l")
+    )
     assert out.startswith("xmore\n")
 
 
@@ -517,21 +552,27 @@ def cp_container(cli: CLI, base_layer: bytes) -> str:
         d("dir"),
         f("dir/file", b"inside\n"),
     ])  # fmt: skip
-    ok(cli.run("load", "-i", write(cli, "cp.tar", docker_archive([base_layer, top], "hostile/cp:1"))))
+    ok(
+        cli.run(
+            "load", "-i", write(cli, "cp.tar", docker_archive([base_layer, top], "hostile/cp:1"))
+        )
+    )
     ok(cli.run("create", "--name", "cpbox", "hostile/cp:1", "true"))
     return "cpbox"
 
 
-def test_cp_out_of_a_container_with_hostile_symlinks(cli: CLI, cp_container: str, outside: str) -> None:
-    host_passwd = open("/etc/passwd", "rb").read()
+def test_cp_out_of_a_container_with_hostile_symlinks(
+    cli: CLI, cp_container: str, outside: str
+) -> None:
+    host_passwd = read("/etc/passwd")
     dest = cli.mkdir("dest")
     # a symlink is copied as itself, never followed to the host's file
     ok(cli.run("cp", f"{cp_container}:/passwd-link", dest))
     assert os.readlink(os.path.join(dest, "passwd-link")) == "/etc/passwd"
     # following it (trailing /. or a path through it) stays inside the container
     ok(cli.run("cp", f"{cp_container}:/etc-link/passwd", os.path.join(dest, "cpasswd")))
-    assert open(os.path.join(dest, "cpasswd"), "rb").read() != host_passwd
-    assert b"user:x:1000" in open(os.path.join(dest, "cpasswd"), "rb").read()
+    assert read(os.path.join(dest, "cpasswd")) != host_passwd
+    assert b"user:x:1000" in read(os.path.join(dest, "cpasswd"))
     secret = os.path.join(outside, "secret")
     one_line_error(cli.run("cp", f"{cp_container}:/up{secret}", os.path.join(dest, "stolen")))
     assert not os.path.exists(os.path.join(dest, "stolen"))
@@ -539,22 +580,24 @@ def test_cp_out_of_a_container_with_hostile_symlinks(cli: CLI, cp_container: str
     os.symlink(secret, os.path.join(dest, "file"))
     ok(cli.run("cp", f"{cp_container}:/dir/file", dest))
     assert not os.path.islink(os.path.join(dest, "file")) and untouched(outside)
-    assert open("/etc/passwd", "rb").read() == host_passwd
+    assert read("/etc/passwd") == host_passwd
 
 
-def test_cp_into_a_container_through_hostile_symlinks(cli: CLI, cp_container: str, outside: str) -> None:
+def test_cp_into_a_container_through_hostile_symlinks(
+    cli: CLI, cp_container: str, outside: str
+) -> None:
     src_dir = cli.mkdir("src")
     src = os.path.join(src_dir, "payload")
     with open(src, "w") as out:
         out.write("payload\n")
     os.chown(src, cli.uid, cli.gid)
-    passwd_before = open("/etc/passwd", "rb").read()
+    passwd_before = read("/etc/passwd")
     # into a symlinked directory: the container's /etc, not the host's
     ok(cli.run("cp", src, f"{cp_container}:/etc-link/"))
     ok(cli.run("cp", src, f"{cp_container}:/up/tmp/"))
     # onto a symlink to a file: the link is replaced inside the container
     ok(cli.run("cp", src, f"{cp_container}:/passwd-link"))
-    assert open("/etc/passwd", "rb").read() == passwd_before
+    assert read("/etc/passwd") == passwd_before
     assert not os.path.exists("/etc/payload") and not os.path.exists("/tmp/payload")
     proc = cli.run("cp", src, f"{cp_container}:/up{outside}/")
     assert proc.returncode == 125 and proc.stderr.count("\n") == 1
@@ -564,8 +607,16 @@ def test_cp_into_a_container_through_hostile_symlinks(cli: CLI, cp_container: st
 
 
 def test_cp_out_drops_setuid_bits(cli: CLI, base_layer: bytes) -> None:
-    top = tar_bytes([f("suid", b"#!/bin/sh\n", mode=0o4755), f("sgid", b"#!/bin/sh\n", mode=0o2755)])
-    ok(cli.run("load", "-i", write(cli, "cpsuid.tar", docker_archive([base_layer, top], "hostile/cpsuid:1"))))
+    top = tar_bytes(
+        [f("suid", b"#!/bin/sh\n", mode=0o4755), f("sgid", b"#!/bin/sh\n", mode=0o2755)]
+    )
+    ok(
+        cli.run(
+            "load",
+            "-i",
+            write(cli, "cpsuid.tar", docker_archive([base_layer, top], "hostile/cpsuid:1")),
+        )
+    )
     ok(cli.run("create", "--name", "cpsuid", "hostile/cpsuid:1", "true"))
     dest = cli.mkdir("suid-dest")
     for name in ("suid", "sgid"):

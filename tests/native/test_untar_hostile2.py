@@ -246,7 +246,10 @@ def test_absurd_directory_modes(layer, tar_builder, mode_kw):
     )
     layer.unpack(data, **mode_kw)
     r = layer.root
-    mode = lambda p: stat.S_IMODE(os.lstat(r / p).st_mode)  # noqa: E731
+
+    def mode(p: str) -> int:
+        return stat.S_IMODE(os.lstat(r / p).st_mode)
+
     if mode_kw:
         assert mode("all") == 0o777 and mode("none") == 0o700
         assert xattr(r / "all", "user.containers.override_stat") == b"0:0:07777:dir"
@@ -380,9 +383,7 @@ def test_forged_xattrs_in_a_global_header(layer):
     import tarfile
 
     buf = io.BytesIO()
-    with tarfile.open(
-        fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers=FORGED
-    ) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers=FORGED) as tar:
         info = tarfile.TarInfo("f")
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))

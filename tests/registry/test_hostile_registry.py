@@ -274,7 +274,14 @@ def test_index_pointing_at_an_index(store: Store, repo: FakeRepo, clean_env: Pat
     inner = _index([])
     inner_digest = repo.put_manifest("inner", inner, t.OCI_INDEX)
     outer = _index(
-        [{"mediaType": t.OCI_MANIFEST, "digest": inner_digest, "size": len(inner), "platform": AMD64}]
+        [
+            {
+                "mediaType": t.OCI_MANIFEST,
+                "digest": inner_digest,
+                "size": len(inner),
+                "platform": AMD64,
+            }
+        ]
     )
     repo.put_manifest("nested", outer, t.OCI_INDEX)
     message = pull_fails(store, repo.ref("nested"), ManifestError)
@@ -300,7 +307,9 @@ def test_index_referring_to_itself(store: Store, repo: FakeRepo, clean_env: Path
     # an index cannot contain its own digest; a registry can still answer every
     # digest with the same index
     fake_digest = "sha256:" + "ab" * 32
-    index = _index([{"mediaType": t.OCI_MANIFEST, "digest": fake_digest, "size": 10, "platform": AMD64}])
+    index = _index(
+        [{"mediaType": t.OCI_MANIFEST, "digest": fake_digest, "size": 10, "platform": AMD64}]
+    )
     repo.put_manifest("self", index, t.OCI_INDEX)
     repo.manifests[fake_digest] = (index, t.OCI_INDEX)
     message = pull_fails(store, repo.ref("self"), DigestMismatchError)
@@ -334,9 +343,18 @@ MALFORMED_MANIFESTS = {
     "deeply-nested": (b'{"layers":' + b"[" * 200_000, "not JSON"),
     "layers-3": (_manifest_with(layers=3), "'layers' is not a list"),
     "layers-strings": (_manifest_with(layers=["sha256:x"]), "descriptor is not an object"),
-    "size-negative": (_manifest_with(layers=[_layer(size=-1)]), "'size' is missing or not a non-negative"),
-    "size-string": (_manifest_with(layers=[_layer(size="10")]), "'size' is missing or not a non-negative"),
-    "size-bool": (_manifest_with(layers=[_layer(size=True)]), "'size' is missing or not a non-negative"),
+    "size-negative": (
+        _manifest_with(layers=[_layer(size=-1)]),
+        "'size' is missing or not a non-negative",
+    ),
+    "size-string": (
+        _manifest_with(layers=[_layer(size="10")]),
+        "'size' is missing or not a non-negative",
+    ),
+    "size-bool": (
+        _manifest_with(layers=[_layer(size=True)]),
+        "'size' is missing or not a non-negative",
+    ),
     "digest-dotdot": (_manifest_with(layers=[_layer(digest="sha256:../../x")]), "bad digest"),
     "digest-64-dotdot": (
         _manifest_with(layers=[_layer(digest="sha256:" + "../" * 21 + "x")]),
@@ -344,16 +362,28 @@ MALFORMED_MANIFESTS = {
     ),
     "digest-number": (_manifest_with(layers=[_layer(digest=5)]), "'digest' is not a string"),
     "config-list": (_manifest_with(config=[]), "descriptor is not an object"),
-    "config-missing": ({"schemaVersion": 2, "mediaType": t.OCI_MANIFEST, "layers": []}, "missing 'config'"),
+    "config-missing": (
+        {"schemaVersion": 2, "mediaType": t.OCI_MANIFEST, "layers": []},
+        "missing 'config'",
+    ),
     "schema-3": (_manifest_with(schemaVersion=3), "schemaVersion is 3"),
-    "media-type-unknown": (_manifest_with(mediaType="application/vnd.evil+json"), "unsupported manifest media type"),
+    "media-type-unknown": (
+        _manifest_with(mediaType="application/vnd.evil+json"),
+        "unsupported manifest media type",
+    ),
     "media-type-number": (_manifest_with(mediaType=7), "'mediaType' is not a string"),
-    "annotations-nested": (_manifest_with(annotations={"a": {"b": 1}}), "'annotations' values must be strings"),
+    "annotations-nested": (
+        _manifest_with(annotations={"a": {"b": 1}}),
+        "'annotations' values must be strings",
+    ),
     "layer-media-type": (
         _manifest_with(layers=[_layer(mediaType="application/x-evil")]),
         "unsupported layer media type 'application/x-evil'",
     ),
-    "layer-media-type-number": (_manifest_with(layers=[_layer(mediaType=1)]), "'mediaType' is not a string"),
+    "layer-media-type-number": (
+        _manifest_with(layers=[_layer(mediaType=1)]),
+        "'mediaType' is not a string",
+    ),
 }
 
 
@@ -452,9 +482,11 @@ def test_gzip_bomb_stopped_by_the_layer_limit(
     )
     hexd = sha(bomb)[7:]
     assert not os.path.exists(os.path.join(store.root, "layers", hexd))
-    assert not os.listdir(os.path.join(store.root, "blobs", "tmp")) if os.path.isdir(
-        os.path.join(store.root, "blobs", "tmp")
-    ) else True
+    assert (
+        not os.listdir(os.path.join(store.root, "blobs", "tmp"))
+        if os.path.isdir(os.path.join(store.root, "blobs", "tmp"))
+        else True
+    )
     good_image_still_pulls(store, repo)
 
 
@@ -594,9 +626,7 @@ def test_credentials_sent_to_a_realm_on_the_same_host(
     assert "account=alice" in str(fake_blob_host.log[-1]["path"])
 
 
-def test_identity_token_not_sent_to_another_host(
-    fake_blob_host: Any, clean_env: Path
-) -> None:
+def test_identity_token_not_sent_to_another_host(fake_blob_host: Any, clean_env: Path) -> None:
     _token_server(fake_blob_host)
     port = fake_blob_host.host.split(":")[1]
     auth = Authenticator(
@@ -620,8 +650,10 @@ def test_withheld_credentials_named_in_the_failure(
         ),
     )
     fake_blob_host.route("/token", lambda req: req.reply(401, b'{"details": "no anonymous"}'))
-    with client_for(fake_registry, credentials=Credentials("alice", "pw")) as c:
-        with pytest.raises(RegistryError) as info:
-            c.check_login()
+    with (
+        client_for(fake_registry, credentials=Credentials("alice", "pw")) as c,
+        pytest.raises(RegistryError) as info,
+    ):
+        c.check_login()
     assert "authentication required" in info.value.message
     assert "were not sent to its token service" in str(info.value.hint)
