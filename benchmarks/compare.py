@@ -143,8 +143,12 @@ def _scratch(opts: Options, prefix: str) -> str:
 
 
 def _rm(path: str) -> None:
-    # Files of subordinate ids or read-only dirs: rm -rf as root copes, rmtree may not.
+    # Files of subordinate ids or read-only dirs: rm -rf as root copes, rmtree may not;
+    # as a user, files of subordinate ids go from inside a user namespace with them.
     subprocess.run(["rm", "-rf", path], check=False, stderr=subprocess.DEVNULL)
+    if os.path.exists(path) and os.geteuid() != 0 and shutil.which("podman"):
+        subprocess.run(["podman", "unshare", "rm", "-rf", path], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shutil.rmtree(path, ignore_errors=True)
 
 
