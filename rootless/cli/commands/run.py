@@ -69,7 +69,9 @@ namespace with --network none). Ids are mapped automatically: with ranges in
 /etc/subuid and /etc/subgid (and newuidmap/newgidmap installed) container root is
 you and uids 1..N are your range; without them, one id (root, or --user's) is you.
 The root filesystem is an image (pulled if missing) seen through a copy-on-write
-overlay, or a directory given with --rootfs. `run --rm` in the foreground runs
+overlay, a squashfs file made by `save --format squashfs` (an IMAGE that starts
+with / or ., or an existing *.sqfs or *.squashfs file; mounted by squashfuse, never
+written), or a directory given with --rootfs. `run --rm` in the foreground runs
 without a monitor process, the fastest path for batch jobs.
 Exit status: the command's own; 125 if rootless failed, 126 if the command cannot
 be executed, 127 if it was not found."""
