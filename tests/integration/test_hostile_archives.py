@@ -488,6 +488,31 @@ def test_setuid_files_are_not_setuid_on_the_host_without_subids(
     assert "NoNewPrivs:\t1" in out and "uid=1000" in out
 
 
+def test_absurd_modes_run_and_remove(cli: CLI, base_layer: bytes) -> None:
+    top = tar_bytes([
+        d("locked", mode=0),
+        d("locked/deeper", mode=0),
+        f("locked/deeper/file", b"deep\n", mode=0),
+        d("everything", mode=0o7777),
+        f("everything/file", b"all\n", mode=0o7777),
+        d("locked", mode=0),  # listed again after its content
+    ])  # fmt: skip
+    ok(
+        cli.run(
+            "load",
+            "-i",
+            write(cli, "modes.tar", docker_archive([base_layer, top], "hostile/modes:1")),
+        )
+    )
+    out = ok(cli.run("run", "--rm", "hostile/modes:1", "sh", "-c",
+                     "cat /locked/deeper/file /everything/file; stat -c %a /locked /everything"))  # fmt: skip
+    assert out.startswith("deep\nall\n"), out
+    ok(cli.run("rmi", "hostile/modes:1"))
+    layers = os.path.join(cli.store, "layers")
+    assert not os.path.exists(os.path.join(layers, sha(top)[7:]))
+    good_image_loads_and_runs(cli, base_layer)
+
+
 def _layer_dir(cli: CLI, layer: bytes) -> str:
     return os.path.join(cli.store, "layers", sha(layer)[7:], "diff")
 
