@@ -89,15 +89,25 @@ def _err(what: str, why: str) -> ManifestError:
 
 def _loads(data: bytes, what: str) -> JSONObject:
     try:
-        value = json.loads(data)
+        text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads(bytes)
+        value = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _err(what, f"not JSON ({exc})") from None
     if not isinstance(value, dict):
         raise _err(what, "not a JSON object")
-    if b"\\ud" in data.lower():  # a \uD800-\uDFFF escape: maybe a lone surrogate
+    # a \uD800-\uDFFF escape, or a surrogate sent as bytes (UTF-8-encoded, UTF-16)
+    if "\\ud" in text.lower() or _raw_surrogate(text):
         cleaned: JSONObject = _no_lone_surrogates(value)
         return cleaned
     return value
+
+
+def _raw_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    import re  # rare: only non-ASCII documents get here
+
+    return re.search("[\ud800-\udfff]", text) is not None
 
 
 def _no_lone_surrogates(value: object) -> Any:
