@@ -57,6 +57,8 @@ struct rl_idmap {
 #define RL_MF_FILE 4      /* target is a file (created empty when missing) */
 #define RL_MF_OPTIONAL 8  /* a failure is ignored (e.g. a host device that is absent) */
 #define RL_MF_NOCREATE 16 /* never create the target; skip the op when it is missing */
+#define RL_MF_SELF 32     /* bind: the target onto itself, `source` unused (with RL_MF_RDONLY:
+                             make that part of the new tree read-only) */
 
 struct rl_mount {
     int op;
@@ -112,6 +114,7 @@ struct rl_child {
     int notify_fd; /* seccomp listener with RL_SF_FAKEROOT_RECORD, else -1 */
     void *stack;  /* the child's stack until it has exec'ed or exited (rl_release) */
     size_t stack_size;
+    const struct rl_spawn_config *cfg; /* rl_spawn's config: rl_continue runs its RL_OP_HELPERs */
 };
 
 /* Clone a child into new user, mount, pid, ipc and uts (and net) namespaces.

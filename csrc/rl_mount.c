@@ -9,10 +9,14 @@
 #include <sys/syscall.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/prctl.h>
 #include <linux/capability.h>
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x00000001
 #endif
@@ -93,7 +97,8 @@ static int op_bind(int rootfd, const struct rl_mount *m, struct rl_error *err)
     char p[64];
     fd_path(p, sizeof(p), tfd);
     unsigned long flags = MS_BIND | ((m->mflags & RL_MF_RECURSIVE) ? MS_REC : 0);
-    if (mount(m->source, p, NULL, flags, NULL) < 0)
+    /* RL_MF_SELF: the target onto itself (to make a part of the new tree read-only) */
+    if (mount((m->mflags & RL_MF_SELF) ? p : m->source, p, NULL, flags, NULL) < 0)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot bind-mount %s on %s", m->source, m->target);
     if (!(m->mflags & RL_MF_RDONLY))
         return 0;
@@ -214,18 +219,13 @@ static int run_helper(const struct rl_mount *m, const char *const *envp, struct 
     return 0;
 }
 
+/* Kernel overlay roots are mounted on host paths first; the mount lives and dies with
+ * this mount namespace, so no stale mount is ever left on the host. The FUSE helpers'
+ * mounts are already there (rl_run_helpers, before the child was told to go). */
 static int mount_overlays(const struct rl_spawn_config *cfg, struct rl_error *err)
 {
-    static const char *const helper_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
-    int helpers = 0;
     for (size_t i = 0; i < cfg->n_mounts; i++) {
         const struct rl_mount *m = &cfg->mounts[i];
-        if (m->op == RL_OP_HELPER) {
-            if (run_helper(m, helper_env, err) < 0)
-                return -1;
-            helpers++;
-            continue;
-        }
         if (m->op != RL_OP_OVERLAY)
             continue;
         if (m->source != NULL && chdir(m->source) < 0)
@@ -233,22 +233,165 @@ static int mount_overlays(const struct rl_spawn_config *cfg, struct rl_error *er
         if (mount("overlay", m->target, "overlay", m->flags, m->data) < 0)
             return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot mount the overlay root on %s", m->target);
     }
-    /* A FUSE daemon must keep the host's view: pivot_root changes the root of every
-     * process in the mount namespace, and the daemon would then resolve its own
-     * paths through its own mount (a deadlock). Leave it behind in this namespace
-     * and build the container's root in a fresh copy. */
-    if (helpers > 0) {
-        if (unshare(CLONE_NEWNS) < 0)
-            return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot create the container's mount namespace");
-        if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-            return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make the mount tree private");
+    return 0;
+}
+
+static size_t ns_path(char *buf, size_t cap, int pid, const char *name)
+{
+    char digits[16];
+    int n = 0;
+    unsigned v = (unsigned)pid;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    size_t pos = rl_strlcpy(buf, "/proc/", cap);
+    while (n > 0 && pos + 1 < cap)
+        buf[pos++] = digits[--n];
+    buf[pos] = '\0';
+    pos += rl_strlcpy(buf + pos, "/ns/", cap - pos);
+    return pos + rl_strlcpy(buf + pos, name, cap - pos);
+}
+
+/* The body of the process that runs the helpers (see rl_run_helpers). */
+static int helpers_main(int pid, const struct rl_spawn_config *cfg, struct rl_error *err)
+{
+    static const char *const helper_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC); /* the daemons get none of our fds */
+    char upath[64], mpath[64];
+    ns_path(upath, sizeof(upath), pid, "user");
+    ns_path(mpath, sizeof(mpath), pid, "mnt");
+    RL_CLEANUP_CLOSE int ufd = open(upath, O_RDONLY | O_CLOEXEC);
+    RL_CLEANUP_CLOSE int mfd = open(mpath, O_RDONLY | O_CLOEXEC);
+    if (ufd < 0 || mfd < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot open the namespaces of the container");
+    if (setns(ufd, CLONE_NEWUSER) < 0 || setns(mfd, CLONE_NEWNS) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot join the namespaces of the container");
+    /* The container's tree (still the copy of the host's it was born with) becomes a
+     * peer of ours: what the helpers mount here appears there. */
+    if (mount("none", "/", NULL, MS_REC | MS_SHARED, NULL) < 0 || unshare(CLONE_NEWNS) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot prepare a mount namespace for the helpers");
+    size_t i = 0;
+    int rc = 0;
+    for (; i < cfg->n_mounts; i++) {
+        if (cfg->mounts[i].op == RL_OP_HELPER && run_helper(&cfg->mounts[i], helper_env, err) < 0) {
+            rc = -1;
+            break;
+        }
     }
+    /* Let go of them here (without touching the container's copies): the daemons then
+     * exit when the container's last reference to their mounts is gone. */
+    mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    while (i-- > 0)
+        if (cfg->mounts[i].op == RL_OP_HELPER)
+            umount2(cfg->mounts[i].target, MNT_DETACH);
+    return rc;
+}
+
+/* Run the RL_OP_HELPER daemons (fuse-overlayfs, squashfuse) for the child `pid`, which
+ * waits to be told to go. They must not live in the container's PID namespace: a
+ * container process with the same uid could ptrace them or open /proc/<pid>/root,
+ * which is their (host) root. So a process forked here, in the host's PID namespace,
+ * joins the child's user and mount namespaces, makes that tree a peer of a copy of
+ * its own and runs the helpers in the copy: their mounts propagate to the child, and
+ * they stay out of the container's sight. A FUSE daemon must keep the host's view
+ * (after pivot_root it would resolve its own paths through its own mount: a
+ * deadlock), which this gives it too. Called in the parent; allocation-free. */
+int rl_run_helpers(int pid, const struct rl_spawn_config *cfg, struct rl_error *err)
+{
+    int any = 0;
+    for (size_t i = 0; cfg != NULL && i < cfg->n_mounts; i++)
+        any |= cfg->mounts[i].op == RL_OP_HELPER;
+    if (!any)
+        return 0;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "socketpair failed");
+    long f = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (f < 0) {
+        int saved = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return rl_error_set(err, saved, RL_STAGE_MOUNT, "cannot fork the mount helpers");
+    }
+    if (f == 0) {
+        close(sv[0]);
+        struct rl_error e;
+        memset(&e, 0, sizeof(e));
+        int rc = helpers_main(pid, cfg, &e);
+        if (rc < 0)
+            send(sv[1], &e, sizeof(e), MSG_NOSIGNAL);
+        _exit(rc < 0 ? 1 : 0);
+    }
+    close(sv[1]);
+    struct rl_error e;
+    ssize_t n;
+    do
+        n = recv(sv[0], &e, sizeof(e), 0);
+    while (n < 0 && errno == EINTR);
+    close(sv[0]);
+    int status = 0;
+    while (waitpid((pid_t)f, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (n == (ssize_t)sizeof(e)) {
+        *err = e;
+        errno = e.errnum;
+        return -1;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return rl_error_set(err, EIO, RL_STAGE_MOUNT, "the mount helpers' process failed");
+    return 0;
+}
+
+static int hold(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return 0;
+}
+
+/* Container root has CAP_SYS_ADMIN over the mount namespace it was born in, so it
+ * could unmount or remount read-write what was just set up (read-only volumes and
+ * root, /sys, the masks over /proc). A copy of the table made for a new, child user
+ * namespace is locked by the kernel (MNT_LOCKED, MNT_LOCK_READONLY and friends): a
+ * holder process is cloned into a new user and mount namespace, and we join its mount
+ * namespace. We stay in our own user namespace (the pid, ipc, uts and net namespaces
+ * are owned by it); only the mount namespace belongs to the child one. */
+static int lock_mount_table(int last_pid_fd, struct rl_error *err)
+{
+    char stack[16384] __attribute__((aligned(16)));
+    int pid = clone(hold, stack + sizeof(stack), CLONE_VM | CLONE_NEWUSER | CLONE_NEWNS | SIGCHLD, NULL);
+    if (pid < 0)
+        return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot create the namespace that locks the mounts");
+    char path[64];
+    ns_path(path, sizeof(path), pid, "mnt");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = fd >= 0 ? setns(fd, CLONE_NEWNS) : -1;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    /* The holder took PID 2; give it back, so that the command (or --init's child)
+     * gets the PID it always had. The sysctl acts on the writer's PID namespace. */
+    if (last_pid_fd >= 0 && write(last_pid_fd, "1", 1) < 0) {
+        /* a host with a read-only /proc/sys: the next PID is 3, that is all */
+    }
+    if (rc < 0)
+        return rl_error_set(err, saved, RL_STAGE_MOUNT, "cannot lock the mount table");
+    if (chdir("/") < 0)
+        return rl_error_set(err, errno, RL_STAGE_PIVOT, "cannot chdir to the new root");
     return 0;
 }
 
 /* Build the new root at cfg->rootfs and pivot into it. Leaves cwd at the new "/". */
 int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err)
 {
+    /* opened through the host's /proc while it is still ours (see lock_mount_table) */
+    RL_CLEANUP_CLOSE int last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
     if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return rl_error_set(err, errno, RL_STAGE_MOUNT, "cannot make the mount tree private");
     if (mount_overlays(cfg, err) < 0)
@@ -276,5 +419,5 @@ int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err)
         return rl_error_set(err, errno, RL_STAGE_PIVOT, "cannot detach the old root");
     if (chdir("/") < 0)
         return rl_error_set(err, errno, RL_STAGE_PIVOT, "cannot chdir to the new root");
-    return 0;
+    return lock_mount_table(last_pid_fd, err);
 }

@@ -367,9 +367,16 @@ static void child_prepare_exec(const struct rl_spawn_config *cfg, int sync, int 
     }
     if (switch_user(cfg, &err) < 0)
         child_fail(sync, &err, 125);
-    if (cfg->cwd != NULL && cfg->cwd[0] != '\0' && chdir(cfg->cwd) < 0) {
-        rl_error_set(&err, errno, RL_STAGE_CWD, "cannot change to the working directory %s", cfg->cwd);
-        child_fail(sync, &err, 126);
+    /* The working directory is resolved inside the root, magic links refused: a
+     * `-w /proc/self/fd/N` (or an image's WorkingDir) naming one of our inherited
+     * fds must not put the process in a host directory (runc CVE-2024-21626). */
+    if (cfg->cwd != NULL && cfg->cwd[0] != '\0') {
+        RL_CLEANUP_CLOSE int rfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        RL_CLEANUP_CLOSE int cfd = rfd >= 0 ? rl_open_in_root(rfd, cfg->cwd, O_PATH | O_DIRECTORY, 0) : -1;
+        if (cfd < 0 || fchdir(cfd) < 0) {
+            rl_error_set(&err, errno, RL_STAGE_CWD, "cannot change to the working directory %s", cfg->cwd);
+            child_fail(sync, &err, 126);
+        }
     }
     if ((cfg->sflags & RL_SF_NO_NEW_PRIVS) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         rl_error_set(&err, errno, RL_STAGE_EXEC, "cannot set no_new_privs");
@@ -479,6 +486,11 @@ static _Noreturn void exec_child_main(int target_pid, const struct rl_spawn_conf
     child_wait_for_go(sync);
     if (join_namespaces(target_pid, &err) < 0)
         child_fail(sync, &err, 125);
+    /* Our memory and fds are the runtime's until the command execs: the command's
+     * parent (outside the PID namespace) and the command itself until execve are
+     * not dumpable, so container processes cannot ptrace them or open their
+     * /proc/<pid>/fd (runc CVE-2016-9962). execve makes the command dumpable again. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     child_prepare_exec(cfg, sync, 0);
     /* setns(pid) only moves our children: run the command as a child, like --init. */
     run_init(cfg, sync);
@@ -507,6 +519,7 @@ int rl_exec(int target_pid, const struct rl_spawn_config *cfg, struct rl_child *
     out->notify_fd = -1;
     out->stack = NULL;
     out->stack_size = 0;
+    out->cfg = NULL;
     return 0;
 }
 
@@ -549,6 +562,7 @@ int rl_spawn(const struct rl_spawn_config *cfg, struct rl_child *out, struct rl_
     out->notify_fd = -1;
     out->stack = stack;
     out->stack_size = CHILD_STACK_SIZE;
+    out->cfg = cfg;
     return 0;
 }
 
@@ -591,6 +605,10 @@ int rl_continue(struct rl_child *child, struct rl_error *err)
     struct rl_msg m;
     memset(&m, 0, sizeof(m));
     m.type = RL_MSG_GO;
+    if (rl_run_helpers(child->pid, child->cfg, err) < 0) {
+        rl_abort(child); /* the child sees EOF and exits */
+        return -1;
+    }
     if (send(child->sync_fd, &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m))
         return rl_error_set(err, errno, RL_STAGE_SYNC, "the container process went away before it started");
     for (;;) {

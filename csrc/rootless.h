@@ -39,6 +39,9 @@ int rl_have_openat2(void);
 
 /* rl_mount.c: mount table + pivot_root (child only). */
 int rl_build_root(const struct rl_spawn_config *cfg, struct rl_error *err);
+/* Run cfg's RL_OP_HELPERs for the waiting child `pid`, outside its PID namespace
+ * (parent only). */
+int rl_run_helpers(int pid, const struct rl_spawn_config *cfg, struct rl_error *err);
 
 /* rl_fakeroot.c: seccomp filter for root emulation (child only). */
 /* record: the chown family becomes a user notification; *listener gets its fd. */

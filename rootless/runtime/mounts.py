@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from rootless.native.spawn import (
     MF_FILE,
+    MF_NOCREATE,
     MF_OPTIONAL,
     MF_RDONLY,
     MF_RECURSIVE,
+    MF_SELF,
     OP_BIND,
     OP_MKDIR,
     OP_MOUNT,
@@ -21,6 +23,17 @@ MS_NOEXEC = 8
 MS_STRICTATIME = 1 << 24
 
 HOST_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+# Like docker and podman: parts of /proc that reach the host's kernel are read-only,
+# and files and directories that only leak host information are masked. This matters
+# most when root runs rootless (container root is then uid 0 on the host, which owns
+# these files: /proc/sys/kernel/core_pattern, /proc/sysrq-trigger); the mount table is
+# locked once built (rl_mount.c), so container root cannot unmount or remount them.
+READONLY_PATHS = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+MASKED_FILES = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                "/proc/latency_stats", "/proc/timer_stats")
+MASKED_DIRS = ("/proc/acpi", "/proc/scsi", "/proc/asound", "/sys/firmware",
+               "/sys/devices/virtual/powercap")
 
 # --fakeroot: apt must not try to drop to its _apt sandbox user (the switch is faked,
 # so apt would notice it is still root and stop); charliecloud and enroot do the same.
@@ -65,6 +78,16 @@ def base_mounts(new_net: bool, pts_gid: int | None) -> list[MountOp]:
         MountOp(OP_SYMLINK, "/dev/stdout", "/proc/self/fd/1"),
         MountOp(OP_SYMLINK, "/dev/stderr", "/proc/self/fd/2"),
     ]
+    return ops + protect_mounts()
+
+
+def protect_mounts() -> list[MountOp]:
+    """Read-only and masked paths of /proc and /sys (those the kernel lacks are skipped)."""
+    some = MF_NOCREATE | MF_OPTIONAL
+    ops = [MountOp(OP_BIND, p, "", mflags=MF_SELF | MF_RDONLY | MF_RECURSIVE | some) for p in READONLY_PATHS]
+    ops += [MountOp(OP_BIND, p, "/dev/null", mflags=MF_FILE | MF_RDONLY | some) for p in MASKED_FILES]
+    ops += [MountOp(OP_MOUNT, p, "tmpfs", "tmpfs", "mode=0555", mflags=some,
+                    flags=MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) for p in MASKED_DIRS]
     return ops
 
 
