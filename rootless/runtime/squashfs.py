@@ -7,11 +7,11 @@ existing file named *.sqfs or *.squashfs, is a squashfs file (see
 Its root: squashfuse mounts the file read-only on `<container>/lower`, and an
 overlay (kernel overlayfs in the user namespace, or fuse-overlayfs, as the store's
 storage driver says) adds `<container>/upper` for writes, so the file is never
-modified and any number of containers share it. Both run as RL_OP_HELPER /
-RL_OP_OVERLAY mount ops, inside the container's namespaces before its root is
-built: the FUSE daemons live in the container's pid namespace and die with it
-(nothing is left behind after the container exits, and nothing is mounted on the
-host). `--user` names are resolved from the image's /etc/passwd and /etc/group,
+modified and any number of containers share it. Both are RL_OP_HELPER /
+RL_OP_OVERLAY mount ops, run in the container's user and mount namespaces before
+its root is built (csrc/rl_mount.c): the mounts exist only in the container's mount
+namespace, nothing is mounted on the host, and the FUSE daemons exit when the
+container's mounts go away with it (nothing is left behind). `--user` names are resolved from the image's /etc/passwd and /etc/group,
 kept in the file's metadata and written to `<container>/image-etc` at create.
 """
 
