@@ -280,9 +280,15 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
         from rootless.cli.commands.pull import _progress
 
         platform = p.get("platform")
-        image = resolve(ctx.root, args[0], str(p.pull), platform if isinstance(platform, str) else None,
-                        bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
-        what = f"image {image.id[:12]}"
+        from rootless.runtime import squashfs
+
+        if squashfs.is_file_argument(args[0]):
+            image = squashfs.open_image(args[0], ctx.root)
+            what = f"file {image.squashfs}"
+        else:
+            image = resolve(ctx.root, args[0], str(p.pull), platform if isinstance(platform, str) else None,
+                            bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
+            what = f"image {image.id[:12]}"
     keep_id = p.userns == "keep-id" and p.user is None  # type: ignore[attr-defined]
     mapping = idmap.plan(keep_id)
 
