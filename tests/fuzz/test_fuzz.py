@@ -60,6 +60,20 @@ def test_every_harness_has_a_corpus() -> None:
         assert len(list((CORPUS / name).iterdir())) >= 5, name
 
 
+NODEV = 'mount --bind "$1" "$1" && mount -o remount,bind,nodev "$1" && shift && exec "$@"'
+
+
+def nodev_sandbox(scratch: Path) -> list[str]:
+    """As root: an argv prefix that runs the command in a private mount namespace
+    where `scratch` is mounted nodev, so the untar harness may create real device
+    nodes (fuzz_untar forces no_devices elsewhere). [] when not root or unavailable."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return []
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", NODEV, "sh", str(scratch)]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+    return prefix if probe.returncode == 0 else []
+
+
 def _artifact_dir(name: str) -> Path:
     base = Path(os.environ.get("ROOTLESS_FUZZ_ARTIFACTS", "/tmp/rootless-fuzz-artifacts"))
     out = base / name
@@ -131,6 +145,8 @@ def test_fuzz(name: str) -> None:
         dictionary = HERE / f"{name}.dict"
         if dictionary.is_file():
             argv.insert(3, f"-dict={dictionary}")
+        if name == "untar":
+            argv = nodev_sandbox(scratch) + argv
         env = {**os.environ, "ROOTLESS_FUZZ_EXPECT_PACKAGE": os.path.dirname(rootless.__file__),
                "ROOTLESS_FUZZ_SCRATCH": str(scratch)}
         proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", env=env,
