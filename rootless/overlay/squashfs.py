@@ -161,10 +161,10 @@ def save(store: Store, text: str, path: str, compression: str = DEFAULT_COMPRESS
         layers = list(reversed(store.layer_dirs(record)))  # top down
         config = store.blobs.read(record.config_digest)
         name = record.names[0] if record.names else record.short_id
-        meta = _meta_layer(store, config)
+        meta = _meta_layer(store, config, _created(config))
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
-            _write(sqfstar, compression, [meta, *layers], tmp, path)
+            _write(sqfstar, compression, [meta, *layers], tmp, path, _created(config))
             trailer = _trailer(name, record.id, config, layers)
             with open(tmp, "ab") as f:
                 f.write(trailer)
@@ -182,7 +182,7 @@ def save(store: Store, text: str, path: str, compression: str = DEFAULT_COMPRESS
     return name
 
 
-def _meta_layer(store: Store, config: bytes) -> str:
+def _meta_layer(store: Store, config: bytes, when: int) -> str:
     """A directory used as the topmost layer: /.rootless/config.json."""
     import tempfile
 
@@ -196,18 +196,19 @@ def _meta_layer(store: Store, config: bytes) -> str:
         f.write(config)
     os.chmod(cfg, 0o644)
     for p in (cfg, os.path.join(top, ".rootless")):
-        os.utime(p, (0, 0))
+        os.utime(p, (when, when))
     return top
 
 
-def _write(sqfstar: str, compression: str, layers_top_down: list[str], out: str, label: str) -> None:
+def _write(sqfstar: str, compression: str, layers_top_down: list[str], out: str, label: str,
+           when: int) -> None:
     """The merged tar piped into sqfstar, both in the caller's user namespace: there
     the files show the image's owners, and sqfstar, as uid 0, makes the root
     directory root's (sqfstar 4.5.1 ignores -root-uid/-root-gid)."""
     from rootless.overlay import userns
 
     argv = [sqfstar, "-comp", compression, "-reproducible", "-quiet", "-no-progress", "-force",
-            "-root-mode", "755", out]
+            "-root-mode", "755", "-root-time", str(when), "-mkfs-time", str(when), out]
     userns.spawn(lambda: _pack_into(argv, layers_top_down, label),
                  mapping=userns.caller_mapping()).wait()
 
@@ -249,6 +250,21 @@ def _pack_into(argv: list[str], layers_top_down: list[str], label: str) -> None:
             lines = [x for x in errors.read().decode("utf-8", "replace").splitlines() if x.strip()]
             what = lines[-1].strip() if lines else f"exit status {proc.returncode}"
             raise StoreError(f"cannot write {label}: sqfstar: {what}")
+
+
+def _created(config: bytes) -> int:
+    """The image's creation time (seconds), for the times the file adds of its own
+    (the filesystem's, /.rootless's, the root directory's: sqfstar 4.5.1 ignores
+    -root-time and stamps it with the current time, so two saves still differ there)."""
+    import json
+    from datetime import datetime
+
+    try:
+        text = json.loads(config).get("created") or ""
+        when = int(datetime.fromisoformat(str(text)).timestamp())
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        return 0
+    return min(max(when, 0), 2**32 - 1)
 
 
 def _trailer(name: str, image_id: str, config: bytes, layers_top_down: list[str]) -> bytes:

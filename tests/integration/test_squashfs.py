@@ -274,3 +274,45 @@ def test_plain_squashfs_without_metadata(cli, busybox_rootfs):
                    check=True, capture_output=True)
     assert ok(cli.run("run", "--rm", path, "sh", "-c", "id -u; pwd")) == "0\n/\n"
     one_line_error(cli.run("run", "--rm", path), "no command")
+
+
+def test_metadata_reader(tmp_path):
+    """overlay.squashfs.read_metadata on hand-made files (no container involved)."""
+    import struct
+
+    from rootless.overlay.squashfs import SquashfsError, read_metadata
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "file").write_text("x\n")
+    plain = tmp_path / "plain.sqfs"
+    subprocess.run(["mksquashfs", str(tree), str(plain), "-quiet", "-no-progress"], check=True,
+                   capture_output=True)
+    fs = plain.read_bytes()
+    assert read_metadata(str(plain)).config == {}
+
+    def with_trailer(obj: dict[str, object]) -> str:
+        data = json.dumps(obj).encode()
+        path = tmp_path / "t.sqfs"
+        path.write_bytes(fs + b"\n" + data + struct.pack("<Q", len(data)) + b"RLSQMETA")
+        return str(path)
+
+    meta = read_metadata(with_trailer({"version": 1, "config": {"config": {"Cmd": ["x"]}},
+                                       "etc": {"passwd": "root:x:0:0::/root:/bin/sh\n"}}))
+    assert meta.config == {"config": {"Cmd": ["x"]}} and meta.etc["passwd"].startswith("root:")
+    with pytest.raises(SquashfsError, match="newer rootless"):
+        read_metadata(with_trailer({"version": 99}))
+    damaged = tmp_path / "damaged.sqfs"
+    damaged.write_bytes(fs + b"junk after the filesystem")
+    with pytest.raises(SquashfsError, match="damaged"):
+        read_metadata(str(damaged))
+    short = tmp_path / "short.sqfs"
+    short.write_bytes(fs[:200])
+    with pytest.raises(SquashfsError, match="truncated"):
+        read_metadata(str(short))
+    bad = tmp_path / "bad.sqfs"
+    bad.write_bytes(b"hsqs" + b"\0" * 200)
+    with pytest.raises(SquashfsError, match="squashfs 4.0"):
+        read_metadata(str(bad))
+    with pytest.raises(SquashfsError, match="No such file"):
+        read_metadata(str(tmp_path / "missing.sqfs"))
