@@ -154,6 +154,11 @@ def sub_store(opq_image: str) -> Iterator[Shared]:
 
 
 @pytest.fixture(scope="module")
+def nosub_store(opq_image: str) -> Iterator[Shared]:
+    yield from _make_shared("nosub", opq_image)
+
+
+@pytest.fixture(scope="module")
 def ramfs_store(opq_image: str) -> Iterator[Shared]:
     yield from _make_shared("root", opq_image, fs="ramfs")
 
@@ -202,13 +207,17 @@ def test_users_run_from_a_root_created_store(cli: CLI, root_store: Shared, busyb
     root_store.assert_unchanged()
 
 
-def test_users_run_from_a_sub_created_store(cli: CLI, sub_store: Shared) -> None:
-    env = sub_store.env()
-    assert ok(cli.run("run", "--rm", sub_store.image, "sh", "-c", CHECK, env=env)) == EXPECTED
-    ok(cli.run("run", "--name", "c", sub_store.image, "sh", "-c", "echo hi > /hello", env=env))
-    ok(cli.run("commit", "c", "from-sub:1", env=env))
-    assert ok(cli.run("run", "--rm", "from-sub:1", "cat", "/hello", env=env)) == "hi\n"
-    sub_store.assert_unchanged()
+@pytest.mark.parametrize("admin", ["sub", "nosub"])
+def test_users_run_from_a_store_made_by_a_user(cli: CLI, admin: str, request: pytest.FixtureRequest) -> None:
+    """A store made by a user with subordinate ids (files owned by the admin's
+    subordinate ids) or without (the admin's uid, owners in override_stat xattrs)."""
+    store: Shared = request.getfixturevalue(f"{admin}_store")
+    env = store.env()
+    assert ok(cli.run("run", "--rm", store.image, "sh", "-c", CHECK, env=env)) == EXPECTED
+    ok(cli.run("run", "--name", "c", store.image, "sh", "-c", "echo hi > /hello", env=env))
+    ok(cli.run("commit", "c", "from-user:1", env=env))
+    assert ok(cli.run("run", "--rm", "from-user:1", "cat", "/hello", env=env)) == "hi\n"
+    store.assert_unchanged()
 
 
 def test_a_store_without_xattrs_falls_back_to_a_private_copy(cli: CLI, ramfs_store: Shared) -> None:
