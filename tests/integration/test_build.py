@@ -289,12 +289,9 @@ def test_cache_hits_and_misses(cli: CLI, base: str) -> None:
     first = build(cli, ctx, "-t", "cached:1")
     assert "Using cache" not in first
     image_id = ok(cli.run("build", "-q", ctx)).strip()
-    started = time.monotonic()
     again = build(cli, ctx, "-t", "cached:1")
-    elapsed = time.monotonic() - started
     assert again.count(" ---> Using cache") == 5, again
-    assert "Running in" not in again
-    assert elapsed < 1.0, f"a fully cached rebuild took {elapsed:.2f} s"
+    assert "Running in" not in again  # nothing ran (its speed is measured in benchmarks/)
     assert ok(cli.run("build", "-q", ctx)).strip() == image_id
     # change the first copied file: steps 1-2 cached, 3.. rerun
     with open(os.path.join(ctx, "a.txt"), "w") as f:

@@ -92,19 +92,16 @@ def _index_digest(built: Built) -> str:
     )  # fmt: skip
 
 
-def test_warm_pull_fetches_nothing_and_is_fast(cli_factory: object, built: Built) -> None:
+def test_warm_pull_fetches_nothing(cli_factory: object, built: Built) -> None:
+    """A warm pull touches no layer (its speed is measured in benchmarks/, not here)."""
     cli = cli_factory("nosub")  # type: ignore[operator]
     pull(cli, built.ref("rich"))
     store = Store.open(cli.store, create=False)
     layers = store.image(built.ref("rich")).layers
     before = [os.stat(os.path.dirname(d) + "/layer.json").st_mtime_ns for d in layers]
-    times = []
-    for _ in range(3):
-        start = time.monotonic()
+    for _ in range(2):
         pull(cli, built.ref("rich"))
-        times.append(time.monotonic() - start)
     assert [os.stat(os.path.dirname(d) + "/layer.json").st_mtime_ns for d in layers] == before
-    assert min(times) < 0.25, times  # < 100 ms on an idle host; CI margin
 
 
 def test_concurrent_overlapping_pulls_unpack_once(cli_factory: object, built: Built) -> None:
