@@ -19,7 +19,6 @@ import shutil
 import tarfile
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
