@@ -266,6 +266,48 @@ static int pidns_is_empty(void)
     return empty;
 }
 
+/* Field `n` (1-based) of /proc/self/stat as a number, or 0. */
+static unsigned long stat_field(const char *buf, int n)
+{
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (p == NULL)
+        return 0;
+    for (int field = 2; field < n; field++) {
+        p = strchr(p + 1, ' ');
+        if (p == NULL)
+            return 0;
+    }
+    unsigned long v = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++)
+        v = v * 10 + (unsigned long)(*p - '0');
+    return v;
+}
+
+/* PID 1 with --init is a copy of the runtime and never execs: its /proc/1/environ
+ * and cmdline would show the runtime's (host) environment and command line to the
+ * container. Overwrite them in our copy, and call ourselves rootless-init. (The rest
+ * of the copied memory stays readable to container root through ptrace; see
+ * docs/security.md.) */
+static void hide_runtime_args_and_env(void)
+{
+    char buf[1024];
+    RL_CLEANUP_CLOSE int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    static const char name[] = "rootless-init";
+    char *arg_start = (char *)stat_field(buf, 48), *arg_end = (char *)stat_field(buf, 49);
+    char *env_start = (char *)stat_field(buf, 50), *env_end = (char *)stat_field(buf, 51);
+    if (env_start != NULL && env_end > env_start)
+        memset(env_start, 0, (size_t)(env_end - env_start));
+    if (arg_start != NULL && arg_end > arg_start + sizeof(name)) {
+        memset(arg_start, 0, (size_t)(arg_end - arg_start));
+        memcpy(arg_start, name, sizeof(name));
+    }
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
 /* A tiny PID 1: run the command as its child, reap every zombie, forward signals,
  * and exit with the command's status (128+N when it was killed by signal N).
  * With RL_SF_LINGER it stays, after the command, until the namespace is empty. */
@@ -296,6 +338,7 @@ static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
      * from the runtime (locks, the store), or the container could open them through
      * /proc/1/fd (the runc CVE-2024-21626 class). */
     syscall(SYS_close_range, 3U, ~0U, 0U);
+    hide_runtime_args_and_env();
     const int linger = (cfg->sflags & RL_SF_LINGER) != 0;
     int code = -1; /* the command's exit code, once it has exited */
     for (;;) {

@@ -300,6 +300,17 @@ def test_no_host_fds_and_no_host_cwd(cli, isoprobe):
             assert err.count("\n") == 1 and "working directory" in err, err
 
 
+def test_runtime_environment_not_visible(cli, busybox_rootfs):
+    """The runtime's own (host) environment and command line do not show inside, also
+    not through --init's PID 1, which is a copy of the runtime that never execs."""
+    script = "env; cat /proc/1/environ /proc/1/cmdline | tr '\\0' '\\n'; ps -o args"
+    for opts in ((), ("--init",)):
+        proc = cli.run("run", "--rm", *opts, R, busybox_rootfs, "sh", "-c", script,
+                       env={"HOST_SECRET": "s3cr3t-value"})
+        out = ok(proc)
+        assert "s3cr3t-value" not in out and "--rootfs" not in out, out
+
+
 # ---------------------------------------------------------------- seccomp
 
 
