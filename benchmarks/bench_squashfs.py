@@ -14,7 +14,8 @@ Then, side by side in shuffled rounds (A B A B), as the calling user:
   read   the same, running `cat /usr/bin/* > /dev/null`: the layers are in the
          page cache, the file's contents go through a new squashfuse every time
   save   `save --format squashfs` (layers merged and streamed into sqfstar, zstd) vs
-         `mksquashfs TREE -comp zstd` of the unpacked tree (both use every core)
+         `mksquashfs TREE -comp zstd` of the unpacked tree (both use every core), and
+         `save --compression lz4`; start and read also run the lz4 file
 
 Reports the median and min-max per row (the harness of compare.py) and the file
 sizes. `benchmarks/compare.py --only squashfs` runs the same through
@@ -38,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-import harness as H  # noqa: E402
+import harness as H
 
 DEBIAN = "/var/cache/rootless-tests/debian-bookworm"
 IMAGE = "bench-squashfs:latest"
@@ -62,16 +63,19 @@ class Setup:
         self.store = os.path.join(self.top, "store")
         self.runroot = os.path.join(self.top, "run")
         self.file = os.path.join(self.top, "image.sqfs")
+        self.file_lz4 = os.path.join(self.top, "image-lz4.sqfs")
         self.base = [rootless_bin(), "--root", self.store, "--runroot", self.runroot]
         tar = subprocess.Popen(["tar", "-C", tree, "--numeric-owner", "-cf", "-", "."],
                                stdout=subprocess.PIPE)
         H.run_checked([*self.base, "import", "-", IMAGE], stdin=tar.stdout)
         tar.wait()
         self.save(self.file)
+        self.save(self.file_lz4, "lz4")
         self.sizes: dict[str, int] = {}
 
-    def save(self, path: str) -> None:
-        H.run_checked([*self.base, "save", "--format", "squashfs", "-o", path, IMAGE])
+    def save(self, path: str, compression: str = "zstd") -> None:
+        H.run_checked([*self.base, "save", "--format", "squashfs", "--compression", compression, "-o", path,
+                       IMAGE])  # fmt: skip
 
     def run(self, image: str, script: str) -> None:
         H.run_checked([*self.base, "run", "--rm", image, "sh", "-c", script])
@@ -100,7 +104,7 @@ def _fresh(setup: Setup, label: str, make: Callable[[str], None]) -> float:
 
 def trials(setup: Setup, repeat: int, save: bool = True) -> tuple[list[H.Trial], list[tuple[str, str, str]]]:
     """The trials and their cases; a start sample is the median of `repeat` runs."""
-    store, file = IMAGE, setup.file
+    store, file, lz4 = IMAGE, setup.file, setup.file_lz4
     specs = [("start", "run --rm IMAGE true", "s"),
              ("read", "run --rm IMAGE sh -c 'cat /usr/bin/* > /dev/null'", "s")]
     out = [
@@ -108,16 +112,23 @@ def trials(setup: Setup, repeat: int, save: bool = True) -> tuple[list[H.Trial],
                 ("start",), note="store (overlayfs over the layers)"),
         H.Trial("rootless squashfs", functools.partial(_median_of, lambda: setup.run(file, "true"), repeat),
                 ("start",), note="./image.sqfs (squashfuse + overlayfs)"),
+        H.Trial("rootless squashfs lz4", functools.partial(_median_of, lambda: setup.run(lz4, "true"), repeat),
+                ("start",), note="the same, lz4"),
         H.Trial("rootless", lambda: H.timed(lambda: setup.run(store, READ)), ("read",),
                 note="store (overlayfs over the layers)"),
         H.Trial("rootless squashfs", lambda: H.timed(lambda: setup.run(file, READ)), ("read",),
-                note="./image.sqfs (a new squashfuse each run)"),
+                note="./image.sqfs, zstd (a new squashfuse each run)"),
+        H.Trial("rootless squashfs lz4", lambda: H.timed(lambda: setup.run(lz4, READ)), ("read",),
+                note="./image-lz4.sqfs, lz4"),
     ]
     if save:
-        specs.append(("save", "write the image as one squashfs file (zstd)", "s"))
+        specs.append(("save", "write the image as one squashfs file", "s"))
         out += [
             H.Trial("rootless", lambda: _fresh(setup, "save --format squashfs", setup.save), ("save",),
                     note="save --format squashfs (from the store's layers)"),
+            H.Trial("rootless lz4", lambda: _fresh(setup, "save --compression lz4",
+                                                   functools.partial(setup.save, compression="lz4")),
+                    ("save",), note="save --format squashfs --compression lz4"),
             H.Trial("mksquashfs", lambda: _fresh(setup, "mksquashfs of the tree", setup.mksquashfs),
                     ("save",), note="mksquashfs TREE -comp zstd (the unpacked tree)",
                     error="" if shutil.which("mksquashfs") else "mksquashfs is not installed"),
