@@ -10,6 +10,7 @@ from rootless.errors import RootlessError, UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.cli.main import Context
+    from rootless.store import Store
 
 COMMAND = Command(
     "rmi",
@@ -31,6 +32,29 @@ def _show(kind: str, value: str) -> str:
     return f"Deleted: {value}"
 
 
+def refuse_read_only(store: Store, text: str) -> None:
+    """An image that only a shared (read-only) store names cannot be removed."""
+    from rootless.store import NoSuchImageError
+    from rootless.store.stack import ReadOnlyStoreError
+
+    if not store.shared:
+        return
+    try:
+        store.resolve(text, store.index.entries())
+        return  # the user's own: removable
+    except NoSuchImageError:
+        pass
+    try:
+        owner = store.locate(text)[0]
+    except NoSuchImageError:
+        return  # remove_image says so
+    if owner.read_only:
+        raise ReadOnlyStoreError(
+            f"image {text} is in the read-only image store {owner.root} and cannot be removed",
+            hint="only your own names of it can be; its store's owner can remove it",
+        )
+
+
 def main(ctx: Context, parsed: Parsed) -> int:
     if not parsed.args:
         raise UsageError(
@@ -44,6 +68,7 @@ def main(ctx: Context, parsed: Parsed) -> int:
     removed = False
     for text in parsed.args:
         try:
+            refuse_read_only(store, text)
             for kind, value in remove_image(store, text, force=bool(parsed.get("force"))):
                 sys.stdout.write(_show(kind, value) + "\n")
                 removed = True

@@ -14,6 +14,9 @@ COMMAND = Command(
     "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.",
     "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
     [],
+    description="""\
+The new name always goes into your own store. Tagging an image of a shared,
+read-only store copies its manifest and config there; its layers stay shared.""",
 )
 
 
@@ -26,9 +29,15 @@ def main(ctx: Context, parsed: Parsed) -> int:
 
     src, dst = parsed.args
     target = normalize_name(dst)
-    store = Store.open(ctx.root, create=False)
-    entries = store.index.entries()
-    digest = store.resolve(src, entries)
+    store = Store.open(ctx.root)
+    owner, digest, entries = store.locate(src)
     entry = next(e for e in entries if e.digest == digest)
+    if owner.read_only:
+        # The name goes into the user's store, with copies of the (small) manifest
+        # and config; the layers stay in the shared store.
+        record = store.image(digest)
+        with store.lock(shared=True):
+            for blob in (record.manifest_digest, record.config_digest):
+                store.blobs.put(store.blobs.read(blob), blob)
     store.index.add(digest, entry.media_type, entry.size, target, platform=entry.platform)
     return 0
