@@ -147,6 +147,8 @@ def _parse_globals(argv: list[str]) -> tuple[Context, list[str]]:
             runroot = os.path.abspath(runroot)
         elif name == "--storage-driver":
             driver, i = _take_value(argv, i, name)
+            # as $ROOTLESS_STORAGE_DRIVER: library code that picks a driver sees it too
+            os.environ["ROOTLESS_STORAGE_DRIVER"] = driver
         elif name == "--storage-opt":
             opt, i = _take_value(argv, i, name)
             storage_opts.append(opt)
