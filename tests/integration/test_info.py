@@ -40,6 +40,15 @@ def test_info_text_and_template(cli):
     assert proc.returncode == 125 and proc.stderr.count("\n") == 1 and "no field" in proc.stderr
 
 
+def test_info_lists_shared_stores(cli):
+    shared = cli.mkdir("shared-store")
+    proc = cli.run("--storage-opt", f"additionalimagestore={shared}", "info")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Shared:   {shared} (read-only)" in proc.stdout
+    proc = cli.run("info", "--format", "json", env={"ROOTLESS_IMAGE_STORES": shared})
+    assert json.loads(proc.stdout)["shared_stores"] == [shared]
+
+
 def test_userns_disabled_names_the_setting(cli, busybox_rootfs):
     # user.max_user_namespaces is per user namespace: set it to 0 in a private one.
     inner = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {shlex.join([cli.bin, 'run', '--rootfs', busybox_rootfs, 'true'])}"

@@ -43,6 +43,7 @@ def render_text(info: dict[str, object]) -> str:
         f"rootless version {info['version']} (C core {info['core_version']})",
         f"Kernel:   {info['kernel']}",
         f"Store:    {info['store']}",
+        *[f"Shared:   {d} (read-only)" for d in info.get("shared_stores", [])],  # type: ignore[attr-defined]
         f"Storage driver for new containers: {info['storage_driver']}",
         "",
     ]
@@ -64,7 +65,10 @@ def render_text(info: dict[str, object]) -> str:
 def main(ctx: Context, p: Parsed) -> int:
     from rootless.runtime.hostinfo import gather
 
+    from rootless.store.shared import image_stores
+
     info = gather(ctx.root)
+    info["shared_stores"] = image_stores()
     fmt = p.get("format")
     if fmt == "json":
         import json
