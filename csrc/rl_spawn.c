@@ -286,8 +286,7 @@ static unsigned long stat_field(const char *buf, int n)
 /* PID 1 with --init is a copy of the runtime and never execs: its /proc/1/environ
  * and cmdline would show the runtime's (host) environment and command line to the
  * container. Overwrite them in our copy, and call ourselves rootless-init. (The rest
- * of the copied memory stays readable to container root through ptrace; see
- * docs/security.md.) */
+ * of the copied memory is kept from container root by PR_SET_DUMPABLE, in run_init.) */
 static void hide_runtime_args_and_env(void)
 {
     char buf[1024];
@@ -339,6 +338,11 @@ static _Noreturn void run_init(const struct rl_spawn_config *cfg, int sync)
      * /proc/1/fd (the runc CVE-2024-21626 class). */
     syscall(SYS_close_range, 3U, ~0U, 0U);
     hide_runtime_args_and_env();
+    /* The rest of our memory is a copy of the runtime's. Not dumpable, with our mm
+     * still owned by the host's user namespace (we never exec), container root cannot
+     * ptrace us or read /proc/1/mem, maps or environ (ptrace_may_access wants
+     * CAP_SYS_PTRACE in the mm's user namespace). The command was forked before this. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     const int linger = (cfg->sflags & RL_SF_LINGER) != 0;
     int code = -1; /* the command's exit code, once it has exited */
     for (;;) {

@@ -309,6 +309,11 @@ def test_runtime_environment_not_visible(cli, busybox_rootfs):
                        env={"HOST_SECRET": "s3cr3t-value"})
         out = ok(proc)
         assert "s3cr3t-value" not in out and "--rootfs" not in out, out
+    # --init's PID 1 is a copy of the runtime's memory: container root cannot read it
+    proc = cli.run("run", "--rm", "--init", R, busybox_rootfs, "sh", "-c",
+                   "cat /proc/1/maps >/dev/null && echo MAPS; "
+                   "dd if=/proc/1/mem of=/dev/null bs=1 count=1 2>/dev/null && echo MEM; echo done")
+    assert ok(proc).split() == ["done"], proc.stdout
 
 
 # ---------------------------------------------------------------- seccomp
