@@ -10,12 +10,13 @@ imported into a private store (`rootless import`) and saved as one squashfs file
 Then, side by side in shuffled rounds (A B A B), as the calling user:
 
   start  `run --rm IMAGE true` from the store (kernel overlayfs over the unpacked
-         layers) vs `run --rm ./image.sqfs true` (squashfuse + overlayfs)
+         layers) vs `run --rm ./image-lz4.sqfs true` and the zstd file (squashfuse +
+         overlayfs)
   read   the same, running `cat /usr/bin/* > /dev/null`: the layers are in the
          page cache, the file's contents go through a new squashfuse every time
-  save   `save --format squashfs` (layers merged and streamed into sqfstar, zstd) vs
-         `mksquashfs TREE -comp zstd` of the unpacked tree (both use every core), and
-         `save --compression lz4`; start and read also run the lz4 file
+  save   `save --format squashfs --compression lz4|zstd` (layers merged and streamed
+         into sqfstar) vs `mksquashfs TREE -comp lz4|zstd` of the unpacked tree (both
+         use every core)
 
 Reports the median and min-max per row (the harness of compare.py) and the file
 sizes. `benchmarks/compare.py --only squashfs` runs the same through
@@ -43,6 +44,7 @@ import harness as H
 
 DEBIAN = "/var/cache/rootless-tests/debian-bookworm"
 IMAGE = "bench-squashfs:latest"
+COMPRESSIONS = ("lz4", "zstd")  # the default first
 READ = "cat /usr/bin/* > /dev/null 2>&1; true"
 
 
@@ -52,7 +54,7 @@ def rootless_bin() -> str:
 
 
 class Setup:
-    """A private store with the image, its squashfs file, and where outputs go."""
+    """A private store with the image, its squashfs files, and where outputs go."""
 
     def __init__(self, tree: str, top: str | None = None) -> None:
         if not os.path.isdir(os.path.join(tree, "usr", "bin")):
@@ -62,26 +64,25 @@ class Setup:
         os.chmod(self.top, 0o755)
         self.store = os.path.join(self.top, "store")
         self.runroot = os.path.join(self.top, "run")
-        self.file = os.path.join(self.top, "image.sqfs")
-        self.file_lz4 = os.path.join(self.top, "image-lz4.sqfs")
+        self.files = {comp: os.path.join(self.top, f"image-{comp}.sqfs") for comp in COMPRESSIONS}
         self.base = [rootless_bin(), "--root", self.store, "--runroot", self.runroot]
         tar = subprocess.Popen(["tar", "-C", tree, "--numeric-owner", "-cf", "-", "."],
                                stdout=subprocess.PIPE)
         H.run_checked([*self.base, "import", "-", IMAGE], stdin=tar.stdout)
         tar.wait()
-        self.save(self.file)
-        self.save(self.file_lz4, "lz4")
+        for comp, path in self.files.items():
+            self.save(path, comp)
         self.sizes: dict[str, int] = {}
 
-    def save(self, path: str, compression: str = "zstd") -> None:
+    def save(self, path: str, compression: str) -> None:
         H.run_checked([*self.base, "save", "--format", "squashfs", "--compression", compression, "-o", path,
                        IMAGE])  # fmt: skip
 
     def run(self, image: str, script: str) -> None:
         H.run_checked([*self.base, "run", "--rm", image, "sh", "-c", script])
 
-    def mksquashfs(self, path: str) -> None:
-        H.run_checked(["mksquashfs", self.tree, path, "-comp", "zstd", "-noappend", "-quiet",
+    def mksquashfs(self, path: str, compression: str) -> None:
+        H.run_checked(["mksquashfs", self.tree, path, "-comp", compression, "-noappend", "-quiet",
                        "-no-progress"])  # fmt: skip
 
     def cleanup(self) -> None:
@@ -94,45 +95,52 @@ def _median_of(fn: Callable[[], object], repeat: int) -> float:
 
 def _fresh(setup: Setup, label: str, make: Callable[[str], None]) -> float:
     """Time `make(path)` of a new file (the old one removed first, untimed)."""
-    path = os.path.join(setup.top, label.split()[0] + ".sqfs")
+    path = os.path.join(setup.top, "out-" + label.replace(" ", "_").replace("/", "") + ".sqfs")
     if os.path.exists(path):
         os.unlink(path)
     t = H.timed(lambda: make(path))
     setup.sizes[label] = os.path.getsize(path)
+    if os.path.exists(path):
+        os.unlink(path)
     return t
 
 
 def trials(setup: Setup, repeat: int, save: bool = True) -> tuple[list[H.Trial], list[tuple[str, str, str]]]:
-    """The trials and their cases; a start sample is the median of `repeat` runs."""
-    store, file, lz4 = IMAGE, setup.file, setup.file_lz4
+    """The trials and their cases; a start sample is the median of `repeat` runs. The
+    baseline row ("rootless") is the store for start and read, the default
+    compression for save."""
     specs = [("start", "run --rm IMAGE true", "s"),
              ("read", "run --rm IMAGE sh -c 'cat /usr/bin/* > /dev/null'", "s")]
     out = [
-        H.Trial("rootless", functools.partial(_median_of, lambda: setup.run(store, "true"), repeat),
-                ("start",), note="store (overlayfs over the layers)"),
-        H.Trial("rootless squashfs", functools.partial(_median_of, lambda: setup.run(file, "true"), repeat),
-                ("start",), note="./image.sqfs (squashfuse + overlayfs)"),
-        H.Trial("rootless squashfs lz4", functools.partial(_median_of, lambda: setup.run(lz4, "true"), repeat),
-                ("start",), note="the same, lz4"),
-        H.Trial("rootless", lambda: H.timed(lambda: setup.run(store, READ)), ("read",),
-                note="store (overlayfs over the layers)"),
-        H.Trial("rootless squashfs", lambda: H.timed(lambda: setup.run(file, READ)), ("read",),
-                note="./image.sqfs, zstd (a new squashfuse each run)"),
-        H.Trial("rootless squashfs lz4", lambda: H.timed(lambda: setup.run(lz4, READ)), ("read",),
-                note="./image-lz4.sqfs, lz4"),
+        H.Trial("rootless", functools.partial(_median_of, lambda: setup.run(IMAGE, "true"), repeat),
+                ("start",), note="the store (overlayfs over the layers)"),
+        H.Trial("rootless", lambda: H.timed(lambda: setup.run(IMAGE, READ)), ("read",),
+                note="the store (overlayfs over the layers)"),
     ]
+    for comp, path in setup.files.items():
+        def start(path: str = path) -> float:
+            return _median_of(lambda: setup.run(path, "true"), repeat)
+
+        def read(path: str = path) -> float:
+            return H.timed(lambda: setup.run(path, READ))
+
+        name, note = f"rootless squashfs {comp}", f"./image-{comp}.sqfs (squashfuse + overlayfs)"
+        out += [H.Trial(name, start, ("start",), note=note),
+                H.Trial(name, read, ("read",), note=note + ", a new squashfuse each run")]
     if save:
         specs.append(("save", "write the image as one squashfs file", "s"))
-        out += [
-            H.Trial("rootless", lambda: _fresh(setup, "save --format squashfs", setup.save), ("save",),
-                    note="save --format squashfs (from the store's layers)"),
-            H.Trial("rootless lz4", lambda: _fresh(setup, "save --compression lz4",
-                                                   functools.partial(setup.save, compression="lz4")),
-                    ("save",), note="save --format squashfs --compression lz4"),
-            H.Trial("mksquashfs", lambda: _fresh(setup, "mksquashfs of the tree", setup.mksquashfs),
-                    ("save",), note="mksquashfs TREE -comp zstd (the unpacked tree)",
-                    error="" if shutil.which("mksquashfs") else "mksquashfs is not installed"),
-        ]
+        no_mk = "" if shutil.which("mksquashfs") else "mksquashfs is not installed"
+        for comp in COMPRESSIONS:
+            default = comp == COMPRESSIONS[0]
+            label = f"save --compression {comp}"
+            out.append(H.Trial("rootless" if default else f"rootless {comp}",
+                               functools.partial(_fresh, setup, label, functools.partial(setup.save, compression=comp)),
+                               ("save",), note=label + (" (the default)" if default else "")))
+            label = f"mksquashfs -comp {comp}"
+            out.append(H.Trial(f"mksquashfs {comp}",
+                               functools.partial(_fresh, setup, label,
+                                                 functools.partial(setup.mksquashfs, compression=comp)),
+                               ("save",), note=label + " of the unpacked tree", error=no_mk))
     return out, specs
 
 

@@ -27,11 +27,11 @@ COMMAND = Command(
         Opt(
             "--compression",
             VALUE,
-            "squashfs compression: zstd (default), lz4 (writes ten times faster, a third larger), "
-            "gzip, xz or lzo",
+            "squashfs compression: lz4 (default: quick to write and read), zstd (a quarter "
+            "smaller, much slower to write), gzip, xz or lzo",
             metavar="ALGO",
-            default="zstd",
-            choices=("zstd", "lz4", "gzip", "xz", "lzo"),
+            default="lz4",
+            choices=("lz4", "zstd", "gzip", "xz", "lzo"),
         ),
     ],
     description="""\
