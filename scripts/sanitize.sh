@@ -3,15 +3,18 @@
 # tests that exercise it:
 #
 #   bash scripts/sanitize.sh                  # build (if the C changed) + run
-#   bash scripts/sanitize.sh -x -k sparse     # extra arguments go to pytest
+#   bash scripts/sanitize.sh -x -k sparse     # extra arguments go to pytest (-k replaces the selection)
 #
-# The cffi extension (rootless/_native.abi3.so) and rootless-monitor are built
-# with gcc -fsanitize=address,undefined into a private copy of the tree
+# The cffi extension (rootless/_native.abi3.so), rootless-monitor and
+# csrc/tests/untar_driver.c are built with gcc -fsanitize=address,undefined
+# into a private copy of the tree
 # ($ROOTLESS_SANITIZE_DIR, default /tmp/rootless-sanitize-$UID/tree), never over
 # the in-place build or the installed venv. Then, with that copy first on
 # PYTHONPATH and gcc's libasan/libubsan preloaded into Python:
-#   - a canary: a known heap overflow and a known signed overflow must be
+#   - a canary: a known heap overflow, signed overflow and leak must be
 #     reported, so a silent toolchain cannot make this pass;
+#   - the untar corpus through csrc/tests/untar_driver.c (rl_untar without
+#     Python, so LeakSanitizer runs too);
 #   - tests/native (rl_untar against hostile archives, as root and as nobody),
 #     the untar fuzz corpus replay and ROOTLESS_MUTATE_SECONDS (default 20) of
 #     random mutants of it (tests/fuzz/test_fuzz.py: libFuzzer's coverage
@@ -23,8 +26,9 @@
 # child that shares its shadow memory and thread state. It is run by the
 # integration tests with the normal build.
 #
-# Any sanitizer report fails the run: reports go to $DIR/reports (every
-# process, subprocesses included) and a non-empty directory is an error.
+# Any sanitizer report fails the run: ASan reports go to $DIR/reports (every
+# process, subprocesses included; a non-empty directory is an error), UBSan's
+# to stderr (gcc's UBSan ignores log_path next to ASan), which is scanned.
 # Exit status: 0 clean; 1 a test failed or a report was written; 2 no compiler
 # or sanitizer runtime (the test wrapper skips, or fails under
 # ROOTLESS_MUST_WORK=1).
@@ -66,17 +70,18 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$REPORTS/ubsan
 canary() {
     local exe="$DIR/canary" src="$REPO/csrc/tests/sanitizer_canary.c" kind out
     $CC_BIN $SAN $CFLAGS_SAN -o "$exe" "$src"
-    for kind in heap-overflow signed-overflow; do
-        if ASAN_OPTIONS="detect_leaks=0" UBSAN_OPTIONS="halt_on_error=1" "$exe" "$kind" >"$DIR/canary.out" 2>&1; then
+    for kind in heap-overflow signed-overflow leak; do
+        if ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="halt_on_error=1" "$exe" "$kind" >"$DIR/canary.out" 2>&1; then
             log "canary $kind was not detected: the sanitizers do not work"; cat "$DIR/canary.out" >&2; exit 1
         fi
         out=$(cat "$DIR/canary.out")
         case $kind in
             heap-overflow) [[ $out == *"heap-buffer-overflow"* ]] ;;
             signed-overflow) [[ $out == *"signed integer overflow"* ]] ;;
+            leak) [[ $out == *"detected memory leaks"* ]] ;;
         esac || { log "canary $kind: unexpected report"; echo "$out" >&2; exit 1; }
     done
-    log "canary: heap overflow and signed overflow are reported"
+    log "canary: heap overflow, signed overflow and leak are reported"
 }
 
 # ---------------------------------------------------------------- build
@@ -84,7 +89,7 @@ canary() {
 # A content hash of everything the build reads: rebuild only when it changes.
 source_hash() {
     (cd "$REPO" && cat setup.py pyproject.toml csrc/*.c csrc/*.h csrc/build_ffi.py \
-        csrc/monitor/*.c rootless/_version.py; echo "$CC_BIN $SAN $CFLAGS_SAN") | sha256sum | cut -c1-16
+        csrc/monitor/*.c csrc/tests/*.c rootless/_version.py; echo "$CC_BIN $SAN $CFLAGS_SAN") | sha256sum | cut -c1-16
 }
 
 build() {
@@ -96,7 +101,8 @@ build() {
     tar -C "$REPO" --exclude='__pycache__' --exclude='*.so' --exclude='rootless/libexec/rootless-monitor' \
         --exclude='rootless/_native.c' -cf - rootless csrc setup.py pyproject.toml README.md bin \
         | tar -C "$tree" -xf -
-    if [[ -f $DIR/stamp && $(cat "$DIR/stamp") == "$hash" && -f $DIR/_native.abi3.so && -x $DIR/rootless-monitor ]]; then
+    if [[ -f $DIR/stamp && $(cat "$DIR/stamp") == "$hash" && -f $DIR/_native.abi3.so && -x $DIR/rootless-monitor
+          && -x $DIR/untar_driver ]]; then
         log "build: C unchanged ($hash), reusing the sanitized build"
     else
         log "build: compiling the C core with $SAN"
@@ -104,6 +110,9 @@ build() {
         (cd "$tree" && CC="$CC_BIN $SAN" CFLAGS="$CFLAGS_SAN" LDSHARED="$CC_BIN $SAN -shared" \
             "$PY" setup.py -q build_ext --inplace --build-temp build/temp) >"$DIR/build.log" 2>&1 \
             || { cat "$DIR/build.log" >&2; log "build failed"; exit 1; }
+        $CC_BIN $SAN $CFLAGS_SAN -std=gnu11 -D_GNU_SOURCE -DRL_VERSION='"sanitize"' -I"$tree/csrc" \
+            -o "$DIR/untar_driver" "$tree/csrc/tests/untar_driver.c" "$tree"/csrc/rl_*.c \
+            || { log "untar_driver build failed"; exit 1; }
         cp "$tree"/rootless/_native*.so "$DIR/_native.abi3.so"
         cp "$tree/rootless/libexec/rootless-monitor" "$DIR/rootless-monitor"
         echo "$hash" >"$DIR/stamp"
@@ -142,6 +151,11 @@ run_tests() {
     if [[ $(id -u) == 0 ]] && unshare --mount --propagation private sh -c "$nodev" sh "$ROOTLESS_FUZZ_SCRATCH" true 2>/dev/null; then
         sandbox=(unshare --mount --propagation private sh -c "$nodev" sh "$ROOTLESS_FUZZ_SCRATCH")
     fi
+    # The untar corpus through the C driver alone (no Python): here LeakSanitizer
+    # can run, so rl_untar's allocations are checked too.
+    log "untar_driver: the corpus without Python, leak detection on"
+    ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=0/detect_leaks=1}" \
+        "${sandbox[@]}" "$DIR/untar_driver" "$REPO/tests/fuzz/corpus/untar" || rc=$?
     "${sandbox[@]}" "$PY" -P -m pytest -p no:cacheprovider -q --capture=sys \
         tests/native \
         tests/fuzz/test_fuzz.py tests/fuzz/test_monitor.py \

@@ -3,6 +3,7 @@
  *
  *   canary heap-overflow     reads one byte past a heap block (ASan)
  *   canary signed-overflow   overflows a signed int (UBSan)
+ *   canary leak              loses a heap block (LeakSanitizer)
  */
 #include <limits.h>
 #include <stdio.h>
@@ -27,6 +28,13 @@ int main(int argc, char **argv)
         printf("sum %d\n", sum);
         return 0;
     }
-    fprintf(stderr, "usage: canary heap-overflow|signed-overflow\n");
+    if (argc > 1 && strcmp(argv[1], "leak") == 0) {
+        static char *volatile lost;
+        lost = malloc((size_t)n * 100);
+        lost[0] = 'x';
+        lost = NULL;
+        return 0;
+    }
+    fprintf(stderr, "usage: canary heap-overflow|signed-overflow|leak\n");
     return 2;
 }

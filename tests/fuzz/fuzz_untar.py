@@ -21,6 +21,8 @@ As root, device nodes are created only when that directory is mounted nodev
     file keep their names, modes, owners, times, link counts and contents;
   - every inode below root/ has all its links below root/ (no hard link to
     an outside file), and with no_devices there is no device but whiteouts;
+  - without chown everything belongs to the caller; with override_stat files
+    and directories keep u+rw (u+rwx) on disk and no setuid/setgid bit;
   - no file descriptor leaks; the C rmtree removes the result.
 """
 
@@ -195,17 +197,24 @@ def open_fds() -> set[str]:
 # ------------------------------------------------------------------ checks
 
 
-def check_root(root: str, no_devices: bool) -> None:
+def check_root(root: str, opts: dict[str, bool]) -> None:
     links: dict[tuple[int, int], tuple[int, int]] = {}
+    euid = os.geteuid()
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             st = os.lstat(os.path.join(dirpath, name))
+            if not opts["chown"]:
+                assert st.st_uid == euid, f"{name!r} owned by {st.st_uid} without chown"
+            if opts["override_stat"] and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                need = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+                assert st.st_mode & need == need and not st.st_mode & (stat.S_ISUID | stat.S_ISGID), (
+                    f"{name!r} has mode {st.st_mode:o} on disk with override_stat")
             if stat.S_ISDIR(st.st_mode):
                 continue
             key = (st.st_dev, st.st_ino)
             seen, nlink = links.get(key, (0, st.st_nlink))
             links[key] = (seen + 1, nlink)
-            if no_devices and (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            if opts["no_devices"] and (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
                 assert st.st_rdev == 0, f"device {name!r} created with no_devices"
     for key, (seen, nlink) in links.items():
         assert seen == nlink, f"inode {key} has {nlink} links, {seen} of them below the root"
@@ -239,7 +248,7 @@ def test_one_input(data: bytes) -> None:
             for field, value in asdict(stats).items():
                 fuzzlib.feature(f"{field} {fuzzlib.bucket(value)}")
         assert s.outside() == s.before, "something outside the root changed"
-        check_root(s.root, opts["no_devices"])
+        check_root(s.root, opts)
     finally:
         rmtree(s.root)
     assert not os.path.lexists(s.root), "rmtree left the root"
