@@ -62,19 +62,23 @@ class Container:
         state.atomic_write_json(self.path("config.json"), self.config, sync=sync)
 
     def lock(self, timeout: float = 30.0) -> Lock:
-        return Lock(self.path("lock"), timeout)
+        return Lock(self.path("lock"), timeout, self.name)
 
 
 class Lock:
     """An exclusive flock held for a with-block."""
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, name: str = "") -> None:
         self.path = path
         self.timeout = timeout
+        self.name = name
         self.fd = -1
 
     def __enter__(self) -> Lock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # removed by another command meanwhile
+            raise NoSuchContainer(f"no such container: {self.name or self.path}") from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -97,12 +101,22 @@ class ContainerStore:
     def __init__(self, root: str, runroot: str) -> None:
         self.root_dir = os.path.join(root, "containers")
         self.run_dir = os.path.join(runroot, "containers")
+        try:
+            owner = os.stat(runroot).st_uid
+        except OSError:
+            owner = os.getuid()  # made (private) when first needed
+        if owner != os.getuid():
+            raise ContainerError(f"cannot use the runroot {runroot}: permission denied (it belongs to uid {owner})",
+                                 hint="every user has their own: leave out --runroot, or pass a directory you own")
 
     def ids(self) -> list[str]:
         try:
             entries = os.listdir(self.root_dir)
         except FileNotFoundError:
             return []
+        except PermissionError:
+            raise ContainerError(f"cannot read {self.root_dir}: permission denied",
+                                 hint="it is another user's store; use your own --root") from None
         return [e for e in entries if len(e) == 64 and os.path.exists(os.path.join(self.root_dir, e, "config.json"))]
 
     def load(self, cid: str) -> Container | None:
@@ -209,3 +223,69 @@ class ContainerStore:
 
     def users_of_image(self, image_id: str) -> list[Container]:
         return [c for c in self.all() if c.config.get("image_id") == image_id]
+
+    def trash_path(self, cid: str) -> str:
+        """Where `rm` moves a container before deleting its files (one rename takes
+        it out of `ps` whole, however the delete ends): named with the remover's pid."""
+        return os.path.join(self.root_dir, f"{TRASH_PREFIX}{cid}-{os.getpid()}")
+
+    def claim_stale_trash(self) -> list[str]:
+        """Trash directories whose `rm` died, each renamed to this process's
+        name first (of several commands finishing them, one gets each)."""
+        try:
+            entries = os.listdir(self.root_dir)
+        except OSError:
+            return []
+        claimed = []
+        for e in entries:
+            cid, _, pid = e[len(TRASH_PREFIX):].rpartition("-")
+            if not e.startswith(TRASH_PREFIX) or not pid.isdigit() or _alive(int(pid)):
+                continue
+            mine = self.trash_path(cid)
+            try:
+                os.rename(os.path.join(self.root_dir, e), mine)
+            except OSError:
+                continue
+            claimed.append(mine)
+        return claimed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+TRASH_PREFIX = ".removing-"
+
+
+class ImageUse:
+    """The image store's lock (`<root>/store.lock`), shared, from resolving a
+    container's image until its config.json names the image: the sweep of
+    `rmi`/`image prune` holds it exclusively, so it never deletes the layers of
+    a container being created, and rmi sees the container. Plain fcntl: the
+    `run` hot path does not import the store."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.fd = -1
+
+    def __enter__(self) -> ImageUse:
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            if os.stat(self.root).st_uid != os.getuid():
+                return self  # not our store: opening it fails with a clear error later
+            self.fd = os.open(os.path.join(self.root, "store.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return self
+        fcntl.flock(self.fd, fcntl.LOCK_SH)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -16,7 +16,7 @@ from _signal import SIGKILL, SIGTERM  # type: ignore[import-not-found]  # not `s
 from rootless import log
 from rootless.errors import ContainerError, RootlessError
 from rootless.runtime import state
-from rootless.runtime.containers import Container
+from rootless.runtime.containers import Container, ContainerStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -292,8 +292,11 @@ def remove(c: Container, force: bool = False, stopped: bool = False) -> None:
     """Delete the container (refuses a running one unless force). `stopped`: the
     caller knows it has exited (no state to read)."""
     from rootless.native.fs import rmtree
+    from rootless.runtime.containers import NoSuchContainer
 
     with c.lock():
+        if not os.path.exists(c.path("config.json")):
+            raise NoSuchContainer(f"no such container: {c.name}")  # another rm was first
         if not stopped and c.status().running:
             if not force:
                 raise ContainerError(
@@ -305,7 +308,16 @@ def remove(c: Container, force: bool = False, stopped: bool = False) -> None:
             except ProcessLookupError:
                 pass
             wait_stopped(c, 10.0)
-        remove_tree(c.dir, str(c.config.get("idmap_mode", "")))
+        # One rename takes the container out of `ps` whole (config.json and all);
+        # a kill during the delete below leaves a trash directory that the next
+        # `rm` finishes, never a half-deleted container.
+        trash = c.store.trash_path(c.id)
+        os.rename(c.dir, trash)
+        if "ROOTLESS_CRASH_AT" in os.environ:
+            from rootless.store import crash
+
+            crash.point("container-removing")
+        remove_tree(trash, str(c.config.get("idmap_mode", "")))
         try:
             rmtree(c.run_dir)
         except OSError:
@@ -315,6 +327,21 @@ def remove(c: Container, force: bool = False, stopped: bool = False) -> None:
             os.unlink(socket_path(c))
         except FileNotFoundError:
             pass
+    finish_removals(c.store)
+
+
+def finish_removals(store: ContainerStore) -> None:
+    """Delete what killed `rm`s left in the trash (see ContainerStore.trash_path)."""
+    from rootless.native.fs import rmtree
+    from rootless.runtime.containers import TRASH_PREFIX
+
+    for path in store.claim_stale_trash():
+        cfg = state.read_json(os.path.join(path, "config.json")) or {}
+        try:
+            remove_tree(path, str(cfg.get("idmap_mode", "")))
+            rmtree(os.path.join(store.run_dir, os.path.basename(path)[len(TRASH_PREFIX):].rpartition("-")[0]))
+        except Exception as exc:  # noqa: BLE001 - the next rm tries again
+            log.debug(f"could not finish removing {path}: {exc}")
 
 
 def remove_tree(path: str, idmap_mode: str) -> None:

@@ -18,6 +18,7 @@ from typing import Self
 
 from rootless.errors import DigestMismatchError, StoreError
 from rootless.paths import StorePaths
+from rootless.store import crash
 from rootless.store.locking import fsync_dir
 
 TMP_MAX_AGE = 24 * 3600
@@ -69,6 +70,7 @@ class BlobWriter:
         os.close(self.fd)
         self.fd = -1
         final = self.store.path(self.digest)
+        crash.point("blob-synced")
         os.rename(self.tmp, final)
         return final
 
@@ -148,6 +150,7 @@ class BlobStore:
             os.unlink(path)
         except FileNotFoundError:
             return 0
+        crash.point("blob-deleted")
         return size
 
     def digests(self) -> Iterator[str]:
@@ -183,7 +186,7 @@ class BlobStore:
 
 def _stale(name: str, path: str) -> bool:
     parts = name.split(".")
-    if len(parts) >= 2 and parts[1].isdigit() and not _alive(int(parts[1])):
+    if len(parts) >= 2 and parts[1].isdigit() and not pid_alive(int(parts[1])):
         return True
     try:
         return time.time() - os.stat(path).st_mtime > TMP_MAX_AGE
@@ -191,7 +194,7 @@ def _stale(name: str, path: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

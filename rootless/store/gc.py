@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from rootless.errors import StoreError
+from rootless.errors import LockTimeoutError, StoreError
+from rootless.store import crash
+from rootless.store.blobs import pid_alive
 from rootless.store.store import Store
+
+RMI_LOCK_WAIT = 10.0
 
 
 @dataclass
@@ -77,6 +83,7 @@ def collect(store: Store) -> GcResult:
         if digest not in marks.blobs:
             result.bytes_freed += store.blobs.delete(digest)
             result.blobs.append(digest)
+    crash.point("gc-layers")
     for diff_id in list(store.layers.diff_ids()):
         if diff_id not in marks.layers:
             result.bytes_freed += store.layers.remove(diff_id)
@@ -84,7 +91,41 @@ def collect(store: Store) -> GcResult:
     store.layers.sweep()
     store.blobs.sweep_tmp(everything=True)
     _sweep_locks(store, marks)
+    sweep_stale_files(store)
     return result
+
+
+def sweep_stale_files(store: Store) -> None:
+    """What killed commands leave outside blobs/ and layers/: build work
+    directories (`tmp/build-<pid>-*`) and the temporary files of atomic writes
+    (`index.json.tmp-<pid>-*`, `build-cache/<key>.tmp-<pid>-*`) of processes
+    that are gone. Safe under the shared lock too: only dead writers' files."""
+    for directory in (store.root, os.path.join(store.root, "build-cache")):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            base, sep, rest = name.partition(".tmp-")
+            pid = rest.split("-", 1)[0]
+            if sep and base and pid.isdigit() and not pid_alive(int(pid)):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
+    try:
+        names = os.listdir(store.paths.tmp)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "build" and parts[1].isdigit() and not pid_alive(int(parts[1])):
+            try:
+                store.ownership.rmtree(os.path.join(store.paths.tmp, name))
+            except (OSError, StoreError) as exc:
+                from rootless import log
+
+                log.debug(f"could not remove {name} from {store.paths.tmp}: {exc}")
 
 
 def _sweep_locks(store: Store, marks: _Marks) -> None:
@@ -144,6 +185,7 @@ def remove_image(store: Store, text: str, *, force: bool = False) -> list[tuple[
         raise _conflict_in_use(text, image.id, users)
     events = [("Untagged", n) for n in named]
     store.index.remove(digest)
+    crash.point("rmi-removed")
     if not users:
         events.append(("Deleted", image.id))
     return events
@@ -160,16 +202,26 @@ def _tag_name(text: str) -> str | None:
     return None if ref.digest else f"{ref.name}:{ref.tag}"
 
 
-def collect_after_remove(store: Store) -> GcResult | None:
-    """Sweep what removed images left, if no pull holds the store; else leave it
-    for the next prune (returns None)."""
-    from rootless.errors import LockTimeoutError
-
+@contextmanager
+def removal_lock(store: Store, wait: float = RMI_LOCK_WAIT) -> Iterator[bool]:
+    """rmi's lock: the store lock, exclusive, if it comes within `wait` seconds
+    (yields True). Then checking an image's users, removing it and sweeping are
+    one step for every command that creates a container or adds content
+    (they hold the lock shared): a `run` that wins the race makes rmi fail
+    with "in use", one that loses finds no image. A long pull or build holds
+    the lock longer: rmi then goes on without it (yields False) and leaves the
+    sweep to the next rmi or prune; a container created meanwhile still keeps
+    its layers, as after `rmi -f`."""
+    lock = store.lock(shared=False, timeout=wait)
     try:
-        with store.lock(shared=False, timeout=10.0):
-            return collect(store)
+        lock.acquire()
     except LockTimeoutError:
-        return None
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def prune_images(store: Store, *, all_unused: bool) -> tuple[list[tuple[str, str]], int]:

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from rootless.errors import StoreError
 from rootless.paths import StorePaths
+from rootless.store import crash
 from rootless.store.blobs import digest_hex
 from rootless.store.locking import FileLock, atomic_write
 from rootless.store.ownership import LAYER_FORMAT, Ownership
@@ -147,6 +148,7 @@ class LayerStore:
         return info
 
     def _complete(self, diff_id: str, result: UnpackResult, entries: int) -> LayerInfo:
+        crash.point("layer-unpacked")
         hexd = digest_hex(diff_id)
         link = new_short_id()
         info = LayerInfo(
@@ -162,29 +164,40 @@ class LayerStore:
             entries=entries,
         )
         atomic_write(self.paths.layer_json(hexd), info.to_json(), sync=False)
+        crash.point("layer-json")
         os.symlink(os.path.join("..", hexd, "diff"), self.paths.layer_link(link))
+        crash.point("layer-link")
         os.unlink(self.paths.layer_incomplete(hexd))
         return info
 
     # -------------------------------------------------------------- removal
 
     def remove_dir(self, top: str) -> None:
-        """Delete a layer directory (complete or not) and its short link."""
+        """Delete a layer directory (complete or not) and its short link.
+
+        Order matters for a kill at any point: the `incomplete` marker first and
+        then layer.json go before anything else, so a half-deleted layer never
+        looks complete (the recursive delete removes entries in directory order,
+        the marker possibly among the first); the short link goes before the
+        files, so a complete layer never lacks it."""
         if not os.path.lexists(top):
             return
         mode = None
+        link = None
         try:
             with open(os.path.join(top, "layer.json"), "rb") as f:
                 info = LayerInfo.from_json(f.read())
-            mode = info.ownership
-            _unlink_quiet(self.paths.layer_link(info.link))
+            mode, link = info.ownership, info.link
         except (OSError, ValueError, TypeError, KeyError):
             pass
-        # Mark first: a half-deleted layer must never look complete.
         try:
             open(os.path.join(top, "incomplete"), "wb").close()
         except OSError:
             pass
+        _unlink_quiet(os.path.join(top, "layer.json"))
+        crash.point("layer-removing")
+        if link:
+            _unlink_quiet(self.paths.layer_link(link))
         try:
             self.ownership.rmtree(top, mode)
         except OSError as exc:

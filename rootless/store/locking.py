@@ -127,6 +127,9 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True
             os.fsync(fd)
         os.close(fd)
         fd = -1
+        from rootless.store import crash
+
+        crash.point("atomic-write")
         os.rename(tmp, path)
     except BaseException:
         if fd >= 0:

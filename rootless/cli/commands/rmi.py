@@ -61,22 +61,23 @@ def main(ctx: Context, parsed: Parsed) -> int:
             "\"rootless rmi\" requires at least 1 argument\nSee 'rootless rmi --help'."
         )
     from rootless.store import Store
-    from rootless.store.gc import collect_after_remove, remove_image
+    from rootless.store.gc import collect, removal_lock, remove_image
 
     store = Store.open(ctx.root, create=False)
     failed = 0
     removed = False
-    for text in parsed.args:
-        try:
-            refuse_read_only(store, text)
-            for kind, value in remove_image(store, text, force=bool(parsed.get("force"))):
-                sys.stdout.write(_show(kind, value) + "\n")
-                removed = True
-        except RootlessError as exc:
-            sys.stdout.flush()
-            msg = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-            sys.stderr.write(f"rootless: {msg}\n")
-            failed += 1
-    if removed:
-        collect_after_remove(store)
+    with removal_lock(store) as exclusive:
+        for text in parsed.args:
+            try:
+                refuse_read_only(store, text)
+                for kind, value in remove_image(store, text, force=bool(parsed.get("force"))):
+                    sys.stdout.write(_show(kind, value) + "\n")
+                    removed = True
+            except RootlessError as exc:
+                sys.stdout.flush()
+                msg = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+                sys.stderr.write(f"rootless: {msg}\n")
+                failed += 1
+        if removed and exclusive:
+            collect(store)
     return 125 if failed else 0
