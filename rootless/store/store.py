@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rootless.errors import ImageError, StoreError
 from rootless.paths import StorePaths
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rootless.image.types import ImageConfig, Manifest
 
 DELETE_LOCK_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 class NoSuchImageError(ImageError):
@@ -101,6 +102,7 @@ class Store:
         """Open (and with `create`, make) the store at `root`, stacked on the shared
         stores `shared` (default: the configured ones, rootless.store.shared)."""
         paths = StorePaths(root)
+        _check_owner(root, writing=create)
         if create:
             try:
                 ensure_layout(paths)
@@ -161,6 +163,24 @@ class Store:
     # -------------------------------------------------------------- images
 
     def images(self) -> list[ImageRecord]:
+        """Every image (see `_images`), read again if an rmi swept one meanwhile."""
+        return self._reread(self._images)
+
+    def _reread(self, read: Callable[[], T]) -> T:
+        """Readers take no lock: `read()` may find an image in index.json whose
+        blobs a concurrent rmi sweeps before it reads them (rmi removes the entry
+        first). A missing blob is an error only when index.json did not change
+        meanwhile; else read again."""
+        for _ in range(5):
+            before = _stamp(self.paths.index_json)
+            try:
+                return read()
+            except StoreError:
+                if _stamp(self.paths.index_json) == before:
+                    raise
+        return read()
+
+    def _images(self) -> list[ImageRecord]:
         """Every image, newest entry last (index order), one record per manifest;
         then those of each shared store (read_only), less the names a store
         above already has (they resolve there) and less the manifests already
@@ -188,8 +208,12 @@ class Store:
     def image(self, ref_or_id: str) -> ImageRecord:
         """Resolve a name, `name@digest`, manifest digest, or (a prefix of) an image
         ID; in this store first, then in each shared store."""
-        owner, digest, entries = self.locate(ref_or_id)
-        return self._record(digest, entries, owner)
+
+        def read() -> ImageRecord:
+            owner, digest, entries = self.locate(ref_or_id)
+            return self._record(digest, entries, owner)
+
+        return self._reread(read)
 
     def resolve(self, text: str, entries: list[Entry] | None = None) -> str:
         """The manifest digest `text` names: in `entries` (this store's index)
@@ -330,6 +354,29 @@ class Store:
                 iid = str(obj["image_id"])
                 ids.add(iid if ":" in iid else "sha256:" + iid)
         return ids
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _check_owner(root: str, *, writing: bool) -> None:
+    """Refuse another user's store with one clear line: one store per user."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return  # missing (created later) or unreachable (reported when read)
+    if st.st_uid == os.getuid():
+        return
+    if writing or not os.access(root, os.R_OK | os.X_OK):
+        raise StoreError(
+            f"cannot use the store {root}: permission denied (it belongs to uid {st.st_uid})",
+            hint="every user has their own store: leave out --root, or pass a directory you own",
+        )
 
 
 def normalize_name(text: str) -> str:

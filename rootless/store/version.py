@@ -59,6 +59,11 @@ def ensure_layout(paths: StorePaths) -> None:
         paths.locks,
     ):
         os.makedirs(d, mode=0o700, exist_ok=True)
+    st = os.stat(paths.root)
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        # private like podman's: a root made by an earlier `run --rootfs` (through
+        # makedirs of a subdirectory) may be 0755, and index.json names the images
+        os.chmod(paths.root, 0o700)
     if not os.path.exists(paths.oci_layout):
         atomic_write(paths.oci_layout, b'{"imageLayoutVersion":"1.0.0"}')
     if not os.path.exists(paths.index_json):

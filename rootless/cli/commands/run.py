@@ -156,6 +156,16 @@ def _hpc_options(p: Parsed, opts: RunOptions) -> None:
 
 def create_from_args(ctx: Context, p: Parsed, verb: str = "run") -> tuple[object, RunOptions]:
     """Create (but do not start) the container these options describe."""
+    rootfs = p.get("rootfs")
+    if isinstance(rootfs, str) and rootfs:
+        return _create_from_args(ctx, p, verb)
+    from rootless.runtime.containers import ImageUse
+
+    with ImageUse(ctx.root):  # no rmi sweep between finding the image and naming it in config.json
+        return _create_from_args(ctx, p, verb)
+
+
+def _create_from_args(ctx: Context, p: Parsed, verb: str) -> tuple[object, RunOptions]:
     from rootless import log
     from rootless.runtime.containers import ContainerStore
     from rootless.runtime.create import apply_image_config, create_container

@@ -30,14 +30,14 @@ def main(ctx: Context, parsed: Parsed) -> int:
     src, dst = parsed.args
     target = normalize_name(dst)
     store = Store.open(ctx.root)
-    owner, digest, entries = store.locate(src)
-    entry = next(e for e in entries if e.digest == digest)
-    if owner.read_only:
-        # The name goes into the user's store, with copies of the (small) manifest
-        # and config; the layers stay in the shared store.
-        record = store.image(digest)
-        with store.lock(shared=True):
+    with store.lock(shared=True):  # no rmi sweep between finding the image and naming it
+        owner, digest, entries = store.locate(src)
+        entry = next(e for e in entries if e.digest == digest)
+        if owner.read_only:
+            # The name goes into the user's store, with copies of the (small) manifest
+            # and config; the layers stay in the shared store.
+            record = store.image(digest)
             for blob in (record.manifest_digest, record.config_digest):
                 store.blobs.put(store.blobs.read(blob), blob)
-    store.index.add(digest, entry.media_type, entry.size, target, platform=entry.platform)
+        store.index.add(digest, entry.media_type, entry.size, target, platform=entry.platform)
     return 0
