@@ -820,5 +820,15 @@ def build(opts: BuildOptions, out: TextIO) -> str:
     shown = os.path.relpath(path, context.root) if path.startswith(context.root + os.sep) else path
     store = Store.open(opts.root)
     builder = Builder(opts, store, context, out)
-    with store.lock(shared=True):
-        return builder.build(text, shown)
+    try:
+        with store.lock(shared=True):
+            return builder.build(text, shown)
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from rootless.errors import StoreError
+
+        raise StoreError(f"no space left on the device holding {store.root}",
+                         hint="free some space (rootless image prune) and build again") from exc
