@@ -155,12 +155,10 @@ def compare_workload(quick: bool) -> tuple[list[H.Trial], list[tuple[str, str, s
     setup = Setup(os.environ.get("ROOTLESS_BENCH_TREE", DEBIAN))
     ts, specs = trials(setup, repeat=3 if quick else 9)
     notes = ["a start sample is the median of 9 back-to-back runs (3 with --quick)"]
-
-    def cleanup() -> None:
-        notes.extend(size_notes(setup))  # the sizes are known once the saves ran
-        setup.cleanup()
-
-    return ts, specs, notes, cleanup
+    notes += [f"save --compression {comp}: {os.path.getsize(path) / 1e6:.1f} MB"
+              for comp, path in setup.files.items()]
+    notes.append(f"image: {setup.tree} ({H.filesystem(setup.top)})")
+    return ts, specs, notes, setup.cleanup
 
 
 def main() -> int:
