@@ -22,7 +22,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: object = N
     for row in [list(headers), *rows]:
         cells = [cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)]
         lines.append("   ".join(cells).rstrip())
-    stream.write("\n".join(lines) + "\n")  # type: ignore[attr-defined]
+    stream.write("\n".join(lines) + "\n")  # type: ignore[union-attr]
 
 
 def emit(items: Sequence[Mapping[str, object]], fmt: str | None, headers: Sequence[tuple[str, str]],

@@ -11,6 +11,7 @@ from rootless.native import ffi, lib, native_error
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 OP_BIND = lib.RL_OP_BIND
 OP_MOUNT = lib.RL_OP_MOUNT
@@ -197,8 +198,8 @@ def _start(cfg: SpawnConfig, target_pid: int | None) -> Child:
     return Child(child, keep)
 
 
-def _fill(c: object, cfg: SpawnConfig, keep: list[object]) -> None:
-    c.sflags = cfg.sflags  # type: ignore[attr-defined]
+def _fill(c: Any, cfg: SpawnConfig, keep: list[object]) -> None:  # c: a cffi struct rl_spawn_config
+    c.sflags = cfg.sflags
     c.rootfs = _cstr(keep, cfg.rootfs)
     mounts = ffi.new("struct rl_mount[]", max(len(cfg.mounts), 1))
     keep.append(mounts)

@@ -86,7 +86,9 @@ class IdMapping:
         self.container_gid = container_gid
 
     def describe(self) -> str:
-        fmt = lambda m: " ".join("%d:%d:%d" % t for t in m)  # noqa: E731
+        def fmt(m: list[tuple[int, int, int]]) -> str:
+            return " ".join("%d:%d:%d" % t for t in m)
+
         return f"{self.mode} mapping, uid_map [{fmt(self.uid_map)}] gid_map [{fmt(self.gid_map)}]"
 
     def maps_uid(self, uid: int) -> bool:

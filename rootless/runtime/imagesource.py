@@ -123,7 +123,7 @@ def _cached(root: str, ref: str, platform: str | None) -> ContainerImage | None:
     if not all(os.path.isdir(os.path.join(data["layers_dir"], link)) for link in lower):
         return None
     image = ContainerImage(data["id"], data["name"], data["config_json"], data["layers_dir"], lower)
-    image.layer_blobs = [tuple(x) for x in data["layer_blobs"]]  # type: ignore[misc]
+    image.layer_blobs = [tuple(x) for x in data["layer_blobs"]]
     return image
 
 

@@ -43,7 +43,7 @@ def _rootfs_and_ops(c: Container) -> tuple[str, list[object]]:
 
         return squashfs.rootfs_and_ops(c)  # type: ignore[return-value]
     layers_dir = str(c.config["layers_dir"])
-    lower = ":".join(reversed([str(x) for x in c.config["lower"]]))  # type: ignore[union-attr]
+    lower = ":".join(reversed([str(x) for x in c.config["lower"]]))  # type: ignore[attr-defined]
     dirs = f"lowerdir={lower},upperdir={c.path('upper')},workdir={c.path('work')}"
     if len(dirs) > 4000:
         raise ContainerError("too many layers for one overlay mount", hint="flatten the image")
@@ -68,7 +68,7 @@ def run_options(c: Container) -> object:
     opts.container_id = c.id
     if c.config.get("rootfs_mode") in ("overlay", "fuse-overlayfs"):
         layers_dir = str(c.config["layers_dir"])
-        lower = [os.path.realpath(os.path.join(layers_dir, str(x))) for x in c.config["lower"]]  # type: ignore[union-attr]
+        lower = [os.path.realpath(os.path.join(layers_dir, str(x))) for x in c.config["lower"]]  # type: ignore[attr-defined]
         opts.user_layers = [c.path("upper"), *reversed(lower)]
     elif c.config.get("rootfs_mode") == "squashfs":
         from rootless.runtime import squashfs
@@ -233,8 +233,10 @@ def _start_locked(c: Container, attach: bool, on_exit: list[str] | None) -> sock
     if "error" in result:
         if client is not None:
             client.close()
-        exc = RootlessError(str(result["error"]), hint=result.get("hint") or None)
-        exc.exit_code = int(result.get("code", 125))
+        hint = result.get("hint")
+        exc = RootlessError(str(result["error"]), hint=str(hint) if hint else None)
+        code = result.get("code", 125)
+        exc.exit_code = code if isinstance(code, int) else 125
         raise exc
     from rootless.runtime import runner
 

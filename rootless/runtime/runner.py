@@ -225,7 +225,7 @@ class SignalForwarder:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
-            import _signal  # type: ignore[import-not-found]  # `signal` would import enum (4 ms)
+            import _signal  # `signal` would import enum (4 ms)
 
             if sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP) and KILL_GRACE > 0:
                 self.saved.setdefault(_signal.SIGALRM, _signal.signal(_signal.SIGALRM, self._kill))
@@ -239,7 +239,7 @@ class SignalForwarder:
                 pass
 
     def restore(self) -> None:
-        import _signal  # type: ignore[import-not-found]  # `signal` would import enum (4 ms)
+        import _signal  # `signal` would import enum (4 ms)
 
         if _signal.SIGALRM in self.saved:
             _signal.setitimer(_signal.ITIMER_REAL, 0)

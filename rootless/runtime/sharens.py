@@ -157,7 +157,7 @@ def run_shared(registry: Registry, what: str, idmap_mode: str,
 
             nonlocal leader_pid
             leader_pid = pid
-            registry.write(Entry(pid, pid_start_time(pid), what, idmap_mode))
+            registry.write(Entry(pid, pid_start_time(pid) or 0, what, idmap_mode))
             registry.unlock()
 
         try:

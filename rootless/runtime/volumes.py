@@ -88,7 +88,8 @@ def create(c: Container) -> list[str]:
         vdir = c.path(os.path.join("volumes", str(i)))
         os.makedirs(vdir, mode=0o755)
         try:
-            in_container(c, lambda rootfd, p=path, d=vdir: _copy_tree(rootfd, p.lstrip("/") or ".", d))
+            rel = path.lstrip("/") or "."
+            in_container(c, lambda rootfd: _copy_tree(rootfd, rel, vdir))  # called right away
         except Exception as exc:  # noqa: BLE001 - an empty volume is still a volume
             log.warning(f"volume {path}: could not copy the image's content ({exc}); it starts empty")
         specs.append(f"{vdir}:{path}")

@@ -46,7 +46,7 @@ def container_json(c: Container) -> dict[str, object]:
 
         layers = str(c.config["layers_dir"])
         graph["Data"] = {
-            "LowerDir": ":".join(os.path.join(layers, str(x)) for x in reversed(c.config["lower"])),  # type: ignore[union-attr]
+            "LowerDir": ":".join(os.path.join(layers, str(x)) for x in reversed(c.config["lower"])),  # type: ignore[call-overload]
             "UpperDir": c.path("upper"), "WorkDir": c.path("work"), "MergedDir": c.path("merged"),
         }
     elif c.config.get("rootfs_mode") == "rootfs":

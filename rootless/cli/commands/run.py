@@ -11,6 +11,7 @@ from rootless.errors import UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.cli.main import Context
+    from rootless.runtime.imagesource import ContainerImage
     from rootless.runtime.runner import RunOptions
 
 CONTAINER_OPTS = [
@@ -172,7 +173,7 @@ def _create_from_args(ctx: Context, p: Parsed, verb: str) -> tuple[object, RunOp
 
     rootfs = p.get("rootfs")
     args = list(p.args)
-    image = None
+    image: ContainerImage | None = None
     if isinstance(rootfs, str) and rootfs:
         from rootless.runtime.runner import _check_rootfs
 
@@ -193,7 +194,8 @@ def _create_from_args(ctx: Context, p: Parsed, verb: str) -> tuple[object, RunOp
             if squashfs.is_file_argument(ref):
                 image = squashfs.open_image(ref, ctx.root)  # a single-file image
         if image is None:
-            image = resolve(ctx.root, ref, str(p.pull), platform if isinstance(platform, str) else None,
+            image = resolve(ctx.root, ref, str(p.pull),  # type: ignore[attr-defined]
+                            platform if isinstance(platform, str) else None,
                             bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
         from rootless.runtime.runner import TIMINGS
 
@@ -278,7 +280,7 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
     registry = sharens.Registry(ctx.runroot, sharens.job_key())
     rootfs = p.get("rootfs")
     entrypoint = p.get("entrypoint")
-    image = None
+    image: ContainerImage | None = None
     if isinstance(rootfs, str) and rootfs:
         what = os.path.realpath(rootfs)
     else:
@@ -296,7 +298,8 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
             image = squashfs.open_image(args[0], ctx.root)
             what = f"file {image.squashfs}"
         else:
-            image = resolve(ctx.root, args[0], str(p.pull), platform if isinstance(platform, str) else None,
+            image = resolve(ctx.root, args[0], str(p.pull),  # type: ignore[attr-defined]
+                            platform if isinstance(platform, str) else None,
                             bool(p.tls_verify), lambda: _progress(False))  # type: ignore[attr-defined]
             what = f"image {image.id[:12]}"
     keep_id = p.userns == "keep-id" and p.user is None  # type: ignore[attr-defined]
@@ -339,7 +342,7 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
         j.on_resumed = joined
         return execute.spawn_into(entry.pid, j)
 
-    return sharens.run_shared(registry, what, mapping.mode, lead, join)  # type: ignore[arg-type]
+    return sharens.run_shared(registry, what, mapping.mode, lead, join)
 
 
 def _run_rm_foreground(c: object, shared_started: object = None) -> int:

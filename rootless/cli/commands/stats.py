@@ -47,7 +47,7 @@ def _rows(containers: list[Container], interval: float) -> list[dict[str, object
     second = _sample(containers)
     hz = os.sysconf("SC_CLK_TCK")
     total = mem_total()
-    rows = []
+    rows: list[dict[str, object]] = []
     for c in containers:
         ticks, pids = second[c.id]
         cpu = (ticks - first[c.id][0]) / hz / interval * 100 if pids else 0.0
@@ -57,7 +57,7 @@ def _rows(containers: list[Container], interval: float) -> list[dict[str, object
             "ID": c.id[:12], "Name": c.name, "CPUPerc": f"{cpu:.2f}%",
             "MemUsage": f"{human_size(mem)} / {human_size(total)}",
             "MemPerc": f"{(mem / total * 100 if total else 0):.2f}%",
-            "NetIO": "host" if c.config["run"].get("network") == "host" else "0B / 0B",  # type: ignore[union-attr]
+            "NetIO": "host" if c.config["run"].get("network") == "host" else "0B / 0B",  # type: ignore[attr-defined]
             "BlockIO": f"{human_size(sum(r for r, _ in io))} / {human_size(sum(w for _, w in io))}",
             "PIDs": str(len(pids)),
         })
