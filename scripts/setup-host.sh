@@ -35,7 +35,7 @@ APT_PACKAGES=(
     # benchmarks
     hyperfine
 )
-TEST_PIP_PACKAGES=(pytest pytest-timeout pytest-benchmark atheris)
+TEST_PIP_PACKAGES=(pytest pytest-timeout pytest-benchmark atheris mypy==2.4.1)
 
 do_apt=1 do_users=1 do_install=1
 for arg in "$@"; do

@@ -402,7 +402,8 @@ def needed(path: str) -> list[str]:
             for section in elf.iter_sections():
                 if isinstance(section, DynamicSection):
                     return [
-                        str(t.needed) for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"
+                        str(getattr(t, "needed", "")) for t in section.iter_tags()
+                        if t.entry.d_tag == "DT_NEEDED"  # pyelftools sets .needed on these
                     ]
     except (OSError, ELFError) as exc:
         log.debug(f"gpus: cannot read {path}: {exc}")
