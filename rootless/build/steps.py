@@ -210,9 +210,9 @@ def apply_metadata(ins: Instruction, cfg: Config, env: dict[str, str], escape: s
         merged = dict(ports) if isinstance(ports, dict) else {}
         for word in words(ins.value, env, escape=escape, where=where):
             m = _PORT.match(word)
-            if m is None or not 0 < int(m.group(1)) < 65536:
-                raise ins.error(f"invalid port {word!r}: use PORT[/tcp|/udp|/sctp]")
-            first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+            first, last = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
+            if m is None or not 0 < first <= last < 65536:
+                raise ins.error(f"invalid port {word!r}: use PORT[-PORT][/tcp|/udp|/sctp], 1-65535")
             for port in range(first, last + 1):
                 merged[f"{port}/{(m.group(3) or 'tcp').lower()}"] = {}
         rt["ExposedPorts"] = merged

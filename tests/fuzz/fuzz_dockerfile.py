@@ -6,7 +6,7 @@ Input: the Dockerfile's bytes, decoded as `rootless build` reads the file
 Invariants: only DockerfileError escapes `parse`, `words`, `expand`,
 `expand_heredoc`, `parse_instruction` (ONBUILD triggers) and
 `steps.apply_metadata` (the metadata instructions on a scratch config), and its
-message is one line.
+message is one line; exposed ports are 1-65535 with a known protocol.
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ def _instruction(ins: Instruction, escape: str, cfg: steps.Config) -> None:
         except DockerfileError as exc:
             _one_line(exc)
         steps.command_argv(ins, cfg)
+        ports = steps.runtime(cfg).get("ExposedPorts")
+        for port in ports if isinstance(ports, dict) else {}:
+            number, _, proto = str(port).partition("/")
+            assert 0 < int(number) < 65536 and proto in ("tcp", "udp", "sctp"), f"exposed {port!r}"
 
 
 def test_one_input(data: bytes) -> None:
