@@ -118,10 +118,15 @@ def duration_ns(text: str, ins: Instruction) -> int:
     for m in _DURATION.finditer(text):
         if m.start() != pos:
             break
-        total += int(float(m.group(1)) * _UNITS[m.group(2)])
+        ns = float(m.group(1)) * _UNITS[m.group(2)]
+        if not ns < 2**63:  # also inf: the image config holds int64 nanoseconds
+            raise ins.error(f"invalid duration {text[:40]!r}: too long")
+        total += int(ns)
         pos = m.end()
     if pos != len(text) or not text:
         raise ins.error(f"invalid duration {text!r} (use e.g. 30s, 1m30s)")
+    if total >= 2**63:
+        raise ins.error(f"invalid duration {text[:40]!r}: too long")
     return total
 
 

@@ -6,7 +6,8 @@ Input: the Dockerfile's bytes, decoded as `rootless build` reads the file
 Invariants: only DockerfileError escapes `parse`, `words`, `expand`,
 `expand_heredoc`, `parse_instruction` (ONBUILD triggers) and
 `steps.apply_metadata` (the metadata instructions on a scratch config), and its
-message is one line; exposed ports are 1-65535 with a known protocol.
+message is one line; exposed ports are 1-65535 with a known protocol and
+healthcheck durations fit the config's int64 nanoseconds.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def _instruction(ins: Instruction, escape: str, cfg: steps.Config) -> None:
         except DockerfileError as exc:
             _one_line(exc)
         steps.command_argv(ins, cfg)
+        check = steps.runtime(cfg).get("Healthcheck")
+        for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+            value = check.get(key, 0) if isinstance(check, dict) else 0
+            assert isinstance(value, int) and 0 <= value < 2**63, f"healthcheck {key} {value!r}"
         ports = steps.runtime(cfg).get("ExposedPorts")
         for port in ports if isinstance(ports, dict) else {}:
             number, _, proto = str(port).partition("/")
