@@ -284,7 +284,9 @@ def in_container(c: Container, work: Callable[[int], None]) -> None:
     mode = str(c.config.get("rootfs_mode", "rootfs"))
     st = c.status()
     if mode in ("overlay", "fuse-overlayfs", "squashfs") and st.running:
-        pid = st.pid
+        from rootless.runtime.execute import joinable_pid
+
+        pid = joinable_pid(st.pid)
 
         def joined() -> None:
             work(os.open(f"/proc/{pid}/root", _DIR))

@@ -19,13 +19,42 @@ class ExecOptions:
         self.tty = False
 
 
+def joinable_pid(pid: int) -> int:
+    """A process whose namespaces we may join: `pid` itself, or, when it is the
+    `--init` PID 1 (not dumpable, so its /proc entries are closed to all but real
+    root: it holds a copy of the runtime's memory), its first child, the container's
+    command (or a process orphaned to it)."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            if f.read().strip() != b"rootless-init":  # the name csrc/rl_spawn.c gives it
+                return pid
+    except OSError:
+        return pid  # gone: the join fails with a clear error
+    children = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+            fields = data[data.rfind(b")") + 2:].split()
+            if int(fields[1]) == pid:
+                children.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    if not children:
+        raise ContainerError("the container has no process left to join")
+    return min(children)
+
+
 def run_exec(c: Container, opts: ExecOptions) -> int:
     st = c.status()
     if not st.running:
         raise ContainerError(f"container {c.name} is not running", hint="start it first")
     run = c.config["run"]
     assert isinstance(run, dict)
-    root = f"/proc/{st.pid}/root"
+    pid = joinable_pid(st.pid)
+    root = f"/proc/{pid}/root"
     user = users.resolve(root, opts.user if opts.user is not None else run.get("user"))
     base = runner.RunOptions(root, opts.argv)
     base.image_env = list(run.get("image_env", [])) + list(run.get("env", []))
@@ -39,7 +68,7 @@ def run_exec(c: Container, opts: ExecOptions) -> int:
     join.fakeroot = bool(run.get("fakeroot"))
     join.setgroups = str(c.config.get("idmap_mode")) != "single"
     join.tty, join.interactive = opts.tty, opts.interactive
-    return spawn_into(st.pid, join)
+    return spawn_into(pid, join)
 
 
 class Join:

@@ -18,9 +18,20 @@ def _ns(pid: int) -> str | None:
 
 def container_pids(init_pid: int) -> list[int]:
     want = _ns(init_pid)
+    pids = []
+    if want is None and os.path.exists(f"/proc/{init_pid}"):
+        # --init's PID 1 is not dumpable (its ns links are closed to us): take its
+        # pid namespace from a child
+        from rootless.runtime.execute import joinable_pid
+
+        try:
+            child = joinable_pid(init_pid)
+        except Exception:  # noqa: BLE001 - no child left: PID 1 alone
+            return [init_pid]
+        want = _ns(child)
+        pids.append(init_pid)
     if want is None:
         return []
-    pids = []
     for name in os.listdir("/proc"):
         if name.isdigit() and _ns(int(name)) == want:
             pids.append(int(name))

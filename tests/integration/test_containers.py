@@ -250,6 +250,24 @@ def test_exec(cli, image, pty_run):
     assert proc.returncode == 125 and "not running" in proc.stderr
 
 
+def test_init_container_exec_top_cp(cli, image, tmp_path_factory):
+    """With --init, PID 1 is not dumpable (it holds the runtime's memory): exec, top,
+    stats and cp reach the container through its command instead."""
+    ok(cli.run("run", "-d", "--init", "--name", "ini", image, "sh", "-c", "echo hi > /tmp/f; sleep 60"))
+    time.sleep(0.3)
+    out = ok(cli.run("exec", "ini", "sh", "-c", "echo $$; cat /tmp/f; ps -o pid,comm | grep -c sleep"))
+    pid, content, sleeps = out.split()
+    assert pid not in ("1", "2") and content == "hi" and sleeps == "1"
+    assert "sleep 60" in ok(cli.run("top", "ini"))
+    rows = json.loads(ok(cli.run("stats", "--no-stream", "--format", "json", "ini")))
+    assert int(rows[0]["PIDs"]) >= 2
+    dest = cli.mkdir("cp-out")
+    ok(cli.run("cp", "ini:/tmp/f", dest))
+    with open(os.path.join(dest, "f")) as f:
+        assert f.read() == "hi\n"
+    ok(cli.run("rm", "-f", "ini"))
+
+
 def test_top_and_stats(cli, image):
     ok(cli.run("run", "-d", "--name", "t", image, "sh", "-c", "sleep 60 & sleep 61"))
     time.sleep(0.3)

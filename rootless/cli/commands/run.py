@@ -331,7 +331,8 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
                                list(p.args)[1:])
         if not opts.argv:
             raise UsageError("no command given: pass one after the image or --rootfs DIR")
-        user = users.resolve(f"/proc/{entry.pid}/root", opts.user)
+        pid = execute.joinable_pid(entry.pid)
+        user = users.resolve(f"/proc/{pid}/root", opts.user)
         if opts.keep_id and opts.user is None:
             user.uid, user.gid = mapping.container_uid, mapping.container_gid
         host_net = opts.network == "host"
@@ -340,7 +341,7 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
         j.seccomp, j.fakeroot, j.setgroups = opts.seccomp, opts.fakeroot, mapping.setgroups
         j.tty, j.interactive = opts.tty, opts.interactive
         j.on_resumed = joined
-        return execute.spawn_into(entry.pid, j)
+        return execute.spawn_into(pid, j)
 
     return sharens.run_shared(registry, what, mapping.mode, lead, join)
 
