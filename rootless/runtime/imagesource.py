@@ -14,6 +14,7 @@ from rootless.errors import ImageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from rootless.image.pull import Progress
 
@@ -107,15 +108,9 @@ def _cached(root: str, ref: str, platform: str | None) -> ContainerImage | None:
     is marshal data, written by this module only, keyed by the reference as typed
     and invalidated by any change of index.json (pull, tag, rmi, load, commit),
     the shared stores' included."""
-    import marshal
-
     stamp = _stamp(root)
-    try:
-        with open(_cache_path(root, ref, platform), "rb") as f:
-            data = marshal.load(f)
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    if not isinstance(data, dict) or data.get("stamp") != stamp or stamp is None:
+    data = read_cache(_cache_path(root, ref, platform))
+    if data is None or data.get("stamp") != stamp or stamp is None:
         return None
     if data.get("key") != _key(ref, platform):
         return None
@@ -129,14 +124,30 @@ def _cached(root: str, ref: str, platform: str | None) -> ContainerImage | None:
 
 def _remember(root: str, ref: str, platform: str | None, image: ContainerImage,
               stamp: tuple[object, ...] | None) -> None:
-    import marshal
-
     if stamp is None:
         return
     data = {"stamp": stamp, "key": _key(ref, platform), "id": image.id, "name": image.name, "config_json": image.config_json,
             "layers_dir": image.layers_dir, "lower": list(image.lower),
             "layer_blobs": [list(x) for x in image.layer_blobs]}
-    path = _cache_path(root, ref, platform)
+    write_cache(_cache_path(root, ref, platform), data)
+
+
+def read_cache(path: str) -> dict[str, Any] | None:
+    """A run-cache entry (marshal data written by `write_cache`), or None."""
+    import marshal
+
+    try:
+        with open(path, "rb") as f:
+            data = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_cache(path: str, data: dict[str, Any]) -> None:
+    """Write a run-cache entry atomically; a cache that cannot be written only costs speed."""
+    import marshal
+
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}"
@@ -144,7 +155,7 @@ def _remember(root: str, ref: str, platform: str | None, image: ContainerImage,
             marshal.dump(data, f)
         os.rename(tmp, path)
     except (OSError, ValueError):
-        pass  # a cache that cannot be written only costs speed
+        pass
 
 
 def resolve(root: str, ref: str, policy: str, platform: str | None, tls_verify: bool,

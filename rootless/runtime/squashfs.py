@@ -85,35 +85,23 @@ def _cache_path(root: str, path: str) -> str:
 
 
 def _cached(root: str, path: str) -> SquashfsImage | None:
-    import marshal
+    from rootless.runtime.imagesource import read_cache
 
-    try:
-        with open(_cache_path(root, path), "rb") as f:
-            data = marshal.load(f)
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
+    data = read_cache(_cache_path(root, path))
     stamp = _stamp(path)
-    if not isinstance(data, dict) or stamp is None or data.get("key") != [path, *stamp]:
+    if data is None or stamp is None or data.get("key") != [path, *stamp]:
         return None
     return SquashfsImage(path, path, data["id"], data["config"], data["etc"])
 
 
 def _remember(root: str, image: SquashfsImage) -> None:
-    import marshal
+    from rootless.runtime.imagesource import write_cache
 
     stamp = _stamp(image.squashfs)
     if stamp is None:
         return
-    data = {"key": [image.squashfs, *stamp], "id": image.id, "config": image.config_json, "etc": image.etc}
-    cache = _cache_path(root, image.squashfs)
-    try:
-        os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}"
-        with open(tmp, "wb") as f:
-            marshal.dump(data, f)
-        os.rename(tmp, cache)
-    except (OSError, ValueError):
-        pass  # a cache that cannot be written only costs speed
+    write_cache(_cache_path(root, image.squashfs),
+                {"key": [image.squashfs, *stamp], "id": image.id, "config": image.config_json, "etc": image.etc})
 
 
 def container_config(image: SquashfsImage, driver: str) -> dict[str, object]:
