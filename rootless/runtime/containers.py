@@ -239,7 +239,11 @@ class ContainerStore:
         claimed = []
         for e in entries:
             cid, _, pid = e[len(TRASH_PREFIX):].rpartition("-")
-            if not e.startswith(TRASH_PREFIX) or not pid.isdigit() or _alive(int(pid)):
+            if not e.startswith(TRASH_PREFIX) or not pid.isdigit():
+                continue
+            from rootless.store.blobs import pid_alive  # only when there is trash
+
+            if pid_alive(int(pid)):
                 continue
             mine = self.trash_path(cid)
             try:
@@ -249,15 +253,6 @@ class ContainerStore:
             claimed.append(mine)
         return claimed
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 TRASH_PREFIX = ".removing-"
