@@ -19,11 +19,25 @@ class ExecOptions:
         self.tty = False
 
 
-def joinable_pid(pid: int) -> int:
+class NoProcessToJoin(ContainerError):
+    """Only the not-dumpable --init PID 1 is left in the container."""
+
+
+def pid_namespace(pid: int) -> str:
+    """The pid namespace of `pid` (as /proc/<pid>/ns/pid reads), or "" if unknown."""
+    try:
+        return os.readlink(f"/proc/{joinable_pid(pid)}/ns/pid")
+    except (OSError, ContainerError):
+        return ""
+
+
+def joinable_pid(pid: int, pidns: str = "") -> int:
     """A process whose namespaces we may join: `pid` itself, or, when it is the
     `--init` PID 1 (not dumpable, so its /proc entries are closed to all but real
     root: it holds a copy of the runtime's memory), its first child, the container's
-    command (or a process orphaned to it)."""
+    command (or a process orphaned to it); failing that, any process of ours in the
+    pid namespace `pidns` (processes that joined it, as --sharens ranks do, are
+    children of their own runtime, outside)."""
     try:
         with open(f"/proc/{pid}/comm", "rb") as f:
             if f.read().strip() != b"rootless-init":  # the name csrc/rl_spawn.c gives it
@@ -42,9 +56,15 @@ def joinable_pid(pid: int) -> int:
                 children.append(int(name))
         except (OSError, ValueError, IndexError):
             continue
-    if not children:
-        raise ContainerError("the container has no process left to join")
-    return min(children)
+    if children:
+        return min(children)
+    for name in os.listdir("/proc") if pidns else ():
+        try:
+            if name.isdigit() and int(name) != pid and os.readlink(f"/proc/{name}/ns/pid") == pidns:
+                return int(name)
+        except OSError:
+            continue
+    raise NoProcessToJoin("the container has no process left to join")
 
 
 def run_exec(c: Container, opts: ExecOptions) -> int:

@@ -61,11 +61,12 @@ def _file_name(key: str) -> str:
 class Entry:
     """The leader's registry entry."""
 
-    def __init__(self, pid: int, pid_start: int, what: str, idmap_mode: str) -> None:
+    def __init__(self, pid: int, pid_start: int, what: str, idmap_mode: str, pidns: str = "") -> None:
         self.pid = pid
         self.pid_start = pid_start
         self.what = what  # the image id or rootfs the leader runs
         self.idmap_mode = idmap_mode
+        self.pidns = pidns  # its pid namespace, to find a process to join once its command is gone
 
     def alive(self) -> bool:
         from rootless.runtime.state import pid_start_time
@@ -100,7 +101,8 @@ class Registry:
         try:
             with open(self.entry_path, "rb") as f:
                 obj = json.load(f)
-            return Entry(int(obj["pid"]), int(obj["pid_start"]), str(obj["what"]), str(obj["idmap_mode"]))
+            return Entry(int(obj["pid"]), int(obj["pid_start"]), str(obj["what"]), str(obj["idmap_mode"]),
+                         str(obj.get("pidns", "")))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -108,7 +110,7 @@ class Registry:
         tmp = f"{self.entry_path}.{os.getpid()}"
         with open(tmp, "w") as f:
             json.dump({"pid": entry.pid, "pid_start": entry.pid_start, "what": entry.what,
-                       "idmap_mode": entry.idmap_mode}, f)
+                       "idmap_mode": entry.idmap_mode, "pidns": entry.pidns}, f)
         os.rename(tmp, self.entry_path)
 
     def remove_if(self, pid: int) -> None:
@@ -129,6 +131,7 @@ def run_shared(registry: Registry, what: str, idmap_mode: str,
     `started(pid)` once it runs; `join(entry, joined)` runs this rank's command in
     the leader's namespaces and calls `joined()` once it runs."""
     from rootless.native import NativeError
+    from rootless.runtime.execute import NoProcessToJoin
 
     registry.lock()
     try:
@@ -145,6 +148,8 @@ def run_shared(registry: Registry, what: str, idmap_mode: str,
                     hint="give every rank the same --userns and --user options")
             try:
                 return join(entry, registry.unlock)
+            except NoProcessToJoin:
+                pass  # its PID 1 is about to go (nothing left inside): lead a new one
             except NativeError:
                 # The leader's namespace emptied between our check and the join:
                 # it is gone, so lead a new one.
@@ -153,11 +158,12 @@ def run_shared(registry: Registry, what: str, idmap_mode: str,
         leader_pid = 0
 
         def started(pid: int) -> None:
+            from rootless.runtime.execute import pid_namespace
             from rootless.runtime.state import pid_start_time
 
             nonlocal leader_pid
             leader_pid = pid
-            registry.write(Entry(pid, pid_start_time(pid) or 0, what, idmap_mode))
+            registry.write(Entry(pid, pid_start_time(pid) or 0, what, idmap_mode, pid_namespace(pid)))
             registry.unlock()
 
         try:

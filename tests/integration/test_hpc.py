@@ -415,6 +415,30 @@ def test_mpirun_shared_memory_with_sharens(cli, mpi_tree):
     no_leftovers(cli)
 
 
+def test_sharens_late_rank_joins_after_the_leaders_command(cli, busybox_rootfs):
+    """A rank that arrives after the first rank's command has ended still joins the
+    shared container, through another rank's process (PID 1 lingers, but is not
+    joinable itself without CAP_SYS_PTRACE)."""
+    env = {"ROOTLESS_SHARENS_KEY": "late-" + uuid.uuid4().hex[:6]}
+
+    def start(script):
+        return subprocess.Popen(cli.prefix() + [ROOTLESS_BIN, "run", "--rm", "--sharens", "--rootfs",
+                                                busybox_rootfs, "sh", "-c", script],
+                                env=cli.environ(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    leader = start("sleep 0.5")
+    time.sleep(0.25)
+    second = start("sleep 2.5")
+    time.sleep(1.3)  # the leader's command is gone; the second rank still runs
+    late = cli.run("run", "--rm", "--sharens", "--rootfs", busybox_rootfs, "sh", "-c",
+                   "ps -o args | grep -c '^sleep 2.5'", env=env)
+    assert late.returncode == 0 and late.stdout.split() == ["1"], (late.stdout, late.stderr)
+    for p in (second, leader):
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+    no_leftovers(cli)
+
+
 def test_sharens_needs_a_job_and_rm(cli, busybox_rootfs):
     env = {"ROOTLESS_SHARENS_KEY": ""}
     line = one_error_line(cli.run("run", "--rm", "--sharens", "--rootfs", busybox_rootfs, "true", env=env))

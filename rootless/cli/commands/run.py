@@ -331,7 +331,7 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
                                list(p.args)[1:])
         if not opts.argv:
             raise UsageError("no command given: pass one after the image or --rootfs DIR")
-        pid = execute.joinable_pid(entry.pid)
+        pid = execute.joinable_pid(entry.pid, entry.pidns)
         user = users.resolve(f"/proc/{pid}/root", opts.user)
         if opts.keep_id and opts.user is None:
             user.uid, user.gid = mapping.container_uid, mapping.container_gid
