@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from rootless.cli.args import FLAG, LIST, Opt
+
+# Options several commands share, declared once.
+CHANGE_OPT = Opt("--change,-c", LIST, "apply a Dockerfile instruction: CMD, ENTRYPOINT, ENV, EXPOSE, "
+                 "LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR", metavar="INSTRUCTION")
+TLS_VERIFY_OPT = Opt("--tls-verify", FLAG, "verify the registry's TLS certificate (default: true, "
+                     "except for loopback and insecure registries)", default="unset")
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.cli.main import Context

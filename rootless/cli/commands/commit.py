@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from rootless.cli.args import FLAG, LIST, VALUE, Command, Opt, Parsed
+from rootless.cli.args import FLAG, VALUE, Command, Opt, Parsed
 from rootless.cli.commands import _common
 from rootless.errors import UsageError
 
@@ -19,13 +19,7 @@ COMMAND = Command(
     [
         Opt("--message,-m", VALUE, "commit message (shown by history)", metavar="MSG"),
         Opt("--author,-a", VALUE, 'author (e.g. "Jane Doe <jane@example.org>")', metavar="AUTHOR"),
-        Opt(
-            "--change,-c",
-            LIST,
-            "apply a Dockerfile instruction: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
-            "STOPSIGNAL, USER, VOLUME, WORKDIR",
-            metavar="INSTRUCTION",
-        ),
+        _common.CHANGE_OPT,
         Opt("--pause,-p", FLAG, "accepted for docker compatibility: a running container is "
             "read as it is"),
     ],

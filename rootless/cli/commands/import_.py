@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from rootless.cli.args import LIST, VALUE, Command, Opt, Parsed
+from rootless.cli.args import VALUE, Command, Opt, Parsed
+from rootless.cli.commands import _common
 from rootless.errors import UsageError
 
 TYPE_CHECKING = False
@@ -16,13 +17,7 @@ COMMAND = Command(
     "Create an image from a root filesystem tarball.",
     "[OPTIONS] TARBALL|- [REPOSITORY[:TAG]]",
     [
-        Opt(
-            "--change,-c",
-            LIST,
-            "apply a Dockerfile instruction: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
-            "STOPSIGNAL, USER, VOLUME, WORKDIR",
-            metavar="INSTRUCTION",
-        ),
+        _common.CHANGE_OPT,
         Opt("--message,-m", VALUE, "commit message for the image history", metavar="MSG"),
     ],
     description="""\

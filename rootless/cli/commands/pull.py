@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rootless.cli.args import FLAG, VALUE, Command, Opt, Parsed
+from rootless.cli.commands import _common
 from rootless.errors import UsageError
 
 TYPE_CHECKING = False
@@ -24,13 +25,7 @@ COMMAND = Command(
             "platform of a multi-platform image, e.g. linux/arm64",
             metavar="OS/ARCH[/VARIANT]",
         ),
-        Opt(
-            "--tls-verify",
-            FLAG,
-            "verify the registry's TLS certificate (default: true, "
-            "except for loopback and insecure registries)",
-            default="unset",
-        ),
+        _common.TLS_VERIFY_OPT,
         Opt("--jobs", VALUE, "layers downloaded at the same time", metavar="N", default="4"),
     ],
     description="""\

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rootless.cli.args import FLAG, Command, Opt, Parsed
+from rootless.cli.commands import _common
 from rootless.errors import UsageError
 
 TYPE_CHECKING = False
@@ -17,13 +18,7 @@ COMMAND = Command(
     "[OPTIONS] IMAGE [DESTINATION]",
     [
         Opt("--quiet,-q", FLAG, "no progress output"),
-        Opt(
-            "--tls-verify",
-            FLAG,
-            "verify the registry's TLS certificate (default: true, "
-            "except for loopback and insecure registries)",
-            default="unset",
-        ),
+        _common.TLS_VERIFY_OPT,
     ],
     description="""\
 `push NAME[:TAG]` uploads to the registry in the name; DESTINATION pushes under
