@@ -20,6 +20,7 @@ import time
 
 import pytest
 from helpers import require
+from helpers.checks import ok
 from helpers.images import Layout, gnu_tar_layer, push
 
 pytestmark = [pytest.mark.needs_userns, pytest.mark.timeout(900)]
@@ -51,11 +52,6 @@ def debian(registry, tmp_path_factory):
     ref = registry.ref("library/debian", "bookworm")
     push(layout, "bookworm", ref)
     return ref
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
 
 
 @pytest.mark.parametrize("who", ["sub", "nosub"])

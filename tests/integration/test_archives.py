@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 from helpers import TEST_TMPDIR, has_peer, require
+from helpers.checks import ok, one_line_error
 from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, skopeo
 from helpers.users import CLI
 
@@ -31,19 +32,6 @@ from rootless.store import Store
 pytestmark = pytest.mark.needs_userns
 
 FILE_TEXT = "archive-ok\n"
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return str(proc.stdout)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rootless: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------- podman

@@ -14,6 +14,7 @@ import signal
 import time
 
 import pytest
+from helpers.checks import ok
 
 pytestmark = pytest.mark.needs_userns
 
@@ -21,11 +22,6 @@ pytestmark = pytest.mark.needs_userns
 @pytest.fixture(scope="session")
 def image(busybox_image):
     return busybox_image
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
 
 
 def test_run_image_pulls_and_runs(cli, image):

@@ -25,16 +25,12 @@ from collections.abc import Callable
 
 import pytest
 from helpers import storecheck
+from helpers.checks import ok
 from helpers.users import CLI, identity_names
 
 pytestmark = [pytest.mark.needs_userns, pytest.mark.needs_overlay]
 
 MAX_POINTS = 60
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
 
 
 def one_identity(cli_factory: Callable[[str], CLI], preferred: str) -> CLI:

@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 
 import pytest
+from helpers.checks import ok
 from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
 
 pytestmark = pytest.mark.needs_userns
@@ -46,11 +47,6 @@ def image(registry, tmp_path_factory):
     ref = registry.ref("test/diff-busybox")
     push(layout, "latest", ref)
     return ref
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
 
 
 CHANGES = (

@@ -16,13 +16,13 @@ import io
 import json
 import os
 import stat
-import subprocess
 import tarfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
+from helpers.checks import ok, one_line_error
 from helpers.images import gnu_tar_layer
 from helpers.users import CLI
 
@@ -31,21 +31,6 @@ pytestmark = pytest.mark.needs_userns
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, (
-        f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    )
-    return str(proc.stdout)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rootless: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------- building archives

@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 from helpers import ROOTLESS_BIN, TEST_TMPDIR, require
+from helpers.checks import ok, one_error_line
 from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
 from hpc_fixtures import build_fake_driver, debian_tree, openmpi_tree, start_slurm
 
@@ -67,18 +68,6 @@ def bin_dir():
     os.symlink(ROOTLESS_BIN, os.path.join(d, "rootless"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
-
-
-def one_error_line(proc, code=125):
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rootless: "), proc.stderr
-    return lines[0]
 
 
 def as_user(cli, argv, env=None, timeout=120, **kw):

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import require
+from helpers.checks import ok
 
 pytestmark = pytest.mark.needs_userns
 
@@ -32,11 +33,6 @@ R = "--rootfs"
 PROBE_SRC = os.path.join(os.path.dirname(__file__), "isoprobe.c")
 TRICKS = ("direct", "proc-pid-root", "chroot-dotdot", "chroot-fchdir", "umount-root", "pivot-root",
           "open-by-handle")
-
-
-def ok(proc: subprocess.CompletedProcess) -> str:  # type: ignore[type-arg]
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return str(proc.stdout)
 
 
 def sh(cli, rootfs, script, *opts, **kw):  # type: ignore[no-untyped-def]

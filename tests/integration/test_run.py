@@ -13,6 +13,7 @@ import signal
 import time
 
 import pytest
+from helpers.checks import ok, one_error_line
 
 pytestmark = pytest.mark.needs_userns
 
@@ -21,20 +22,6 @@ R = "--rootfs"
 
 def sh(cli, rootfs, script, *opts, **kw):
     return cli.run("run", "--rm", *opts, R, rootfs, "sh", "-c", script, **kw)
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
-
-
-def one_error_line(proc, code=125):
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("rootless: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
 
 
 # ---------------------------------------------------------------- identity

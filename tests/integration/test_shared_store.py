@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import missing
+from helpers.checks import ok, one_error_line
 from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
 from helpers.users import CLI, make_cli
 
@@ -59,18 +60,6 @@ def opq_image(registry, tmp_path_factory):  # type: ignore[no-untyped-def]
     ref = registry.ref("test/shared-opq")
     push(layout, "latest", ref)
     return ref
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str], code: int = 125) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rootless: "), proc.stderr
-    return lines[0]
 
 
 def share(root: str) -> None:

@@ -20,6 +20,7 @@ import time
 
 import pytest
 from helpers import require
+from helpers.checks import ok, one_line_error
 from helpers.images import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -35,19 +36,6 @@ from helpers.users import CLI
 pytestmark = pytest.mark.needs_userns
 
 ENTRYPOINT = ["/bin/sh", "-c", 'echo "$GREETING $(pwd) $(id -un):$(id -g) $*"; exit 3', "sh"]
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return str(proc.stdout)
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rootless: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for word in words:
-        assert word in proc.stderr, proc.stderr
 
 
 @pytest.fixture(scope="module")
