@@ -6,6 +6,9 @@ import sys
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40}
 _level = 30
+# Set once a warning or error was printed (a run plan is not written then: a run
+# from the plan would not print it).
+WARNED = False
 
 
 def set_level(name: str) -> None:
@@ -18,6 +21,9 @@ def enabled(name: str) -> bool:
 
 
 def _emit(level: str, msg: str) -> None:
+    global WARNED
+    if LEVELS[level] >= 30:
+        WARNED = True
     if LEVELS[level] >= _level:
         sys.stderr.write(f"rootless: {level}: {msg}\n")
         sys.stderr.flush()

@@ -177,11 +177,11 @@ setup_apparmor() {
     local profile=/etc/apparmor.d/rootless-venv
     cat >"$profile" <<EOF
 # Installed by rootless scripts/setup-host.sh: allow the rootless venv's
-# python to create user namespaces (kernel.apparmor_restrict_unprivileged_userns=1).
+# python and its rootless launcher to create user namespaces (kernel.apparmor_restrict_unprivileged_userns=1).
 abi <abi/4.0>,
 include <tunables/global>
 
-profile rootless-venv $VENV/bin/python3* flags=(unconfined) {
+profile rootless-venv $VENV/bin/{python3*,rootless} flags=(unconfined) {
   userns,
   include if exists <local/rootless-venv>
 }

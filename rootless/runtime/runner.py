@@ -70,6 +70,7 @@ class RunOptions:
         self.user_layers: list[str] | None = None  # overlay dirs, top down, for --user lookups
         self.on_started: object = None  # called with the container's pid once it runs
         self.linger = False  # with init: PID 1 waits for processes that joined (--sharens)
+        self.plan: object = None  # a rootless.runtime.plan.Request: write this run's plan
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
@@ -434,6 +435,8 @@ def run(opts: RunOptions) -> int:
                 ownrecord.start(child.notify_fd)
             if opts.on_started is not None:
                 opts.on_started(child.pid)  # type: ignore[operator]
+            if opts.plan is not None and not state_dir:
+                _write_plan(opts, cfg, mapping)
         except BaseException as exc:
             _discard(child)
             if isinstance(exc, NativeError):
@@ -453,6 +456,32 @@ def run(opts: RunOptions) -> int:
         forwarder.restore()
         _remove_state(state_dir)
     return status
+
+
+def _write_plan(opts: RunOptions, cfg: object, mapping: idmap.IdMapping) -> None:
+    """Record this run for the native launcher (rootless.runtime.plan), unless it
+    printed a warning (a planned run would not) or depends on what a plan cannot
+    check."""
+    from rootless.runtime import plan
+
+    if log.WARNED or TIMINGS is not None:
+        return
+    rootfs = cfg.rootfs  # type: ignore[attr-defined]
+    inside = [os.path.join(rootfs, "etc", name) for name in ("passwd", "group")]
+    if any(os.path.islink(p) for p in inside):
+        return  # resolved inside the root: a host-side stamp would not follow it
+    helpers = None
+    if mapping.mode == "full":
+        uidmap, gidmap = idmap.find_helper("newuidmap"), idmap.find_helper("newgidmap")
+        if uidmap is None or gidmap is None:
+            return
+        helpers = (uidmap, gidmap)
+    stamps = [rootfs, *inside, "/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid",
+              "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", *(helpers or ()), *opts.env_files,
+              *(parse_volume(v).source for v in opts.volumes), *plan.package_files()]
+    request = opts.plan
+    data = plan.encode(request.key, cfg, mapping, opts.interactive, stamps, helpers)  # type: ignore[attr-defined, arg-type]
+    plan.write(request, data)  # type: ignore[arg-type]
 
 
 def _remove_state(state_dir: str) -> None:

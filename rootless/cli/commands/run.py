@@ -235,7 +235,21 @@ def _fast_run(ctx: Context, p: Parsed) -> int:
     if not argv:
         raise UsageError("no command given: pass one after the options (e.g. `sh`)")
     opts = options_from(p, argv, str(p.rootfs), ctx)  # type: ignore[attr-defined]
+    from rootless.cli import launch
+
+    if launch.PLAN_REQUEST is not None and _plannable(opts):
+        opts.plan = launch.PLAN_REQUEST
     return run(opts)
+
+
+def _plannable(opts: RunOptions) -> bool:
+    """Whether the native launcher may repeat this run from a plan: not when the run
+    needs Python watching it (a pty, fakeroot's chown records) or reads host state a
+    plan cannot check (GPU driver files), nor with debug output."""
+    from rootless import log
+
+    return not (opts.tty or opts.fakeroot or opts.gpus or opts.devices or opts.linger
+                or log.enabled("info"))
 
 
 def main(ctx: Context, p: Parsed) -> int:

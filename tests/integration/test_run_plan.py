@@ -1,0 +1,201 @@
+"""Run plans: the native `rootless` command repeats a `run --rm` from the plan the
+Python CLI wrote the first time (csrc/launcher/, rootless/runtime/plan.py).
+
+Every test runs the installed command as root, as a user with subordinate ids and
+as one without. A run from a plan must behave exactly as the Python CLI's run:
+same ids, maps, mounts, environment, seccomp, stdin, exit status and signals; and
+any change of what the plan was made from must send the command back to Python.
+$ROOTLESS_PLAN_TRACE makes the launcher say on stderr what it did with the plan.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from helpers.checks import ok, one_error_line
+
+pytestmark = pytest.mark.needs_userns
+
+TRACE = {"ROOTLESS_PLAN_TRACE": "1"}
+PROBE = ("id; cat /proc/self/uid_map /proc/self/gid_map; hostname; pwd; env | sort; "
+         "grep -E 'NoNewPrivs|Seccomp:|CapEff' /proc/self/status; "
+         "cut -d' ' -f5,6,9 /proc/self/mountinfo | sort; ls -la /dev /proc/sys | wc -l")
+
+
+def traced(cli, *args, env=None, **kw):
+    return cli.run(*args, env=TRACE | (env or {}), **kw)
+
+
+def plan_lines(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("rootless: plan ")]
+
+
+def container_stderr(proc) -> str:
+    return "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("rootless: plan "))
+
+
+def plans(cli) -> list[str]:
+    d = os.path.join(cli.runroot, "plans")
+    return sorted(os.path.join(d, n) for n in os.listdir(d)) if os.path.isdir(d) else []
+
+
+def test_second_run_uses_the_plan_and_matches(cli, busybox_rootfs):
+    args = ("run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "--tmpfs", "/tmp", "-v",
+            f"{cli.workdir}:/host:ro", "--rootfs", busybox_rootfs, "sh", "-c", PROBE)
+    first = traced(cli, *args)
+    second = traced(cli, *args)
+    third = traced(cli, *args)
+    assert first.returncode == second.returncode == third.returncode == 0, first.stderr + second.stderr
+    assert "miss" in plan_lines(first)[0]
+    assert plan_lines(second)[0].startswith("rootless: plan hit")
+    assert plan_lines(third)[0].startswith("rootless: plan hit")
+    assert first.stdout == second.stdout == third.stdout
+    assert "FOO=bar" in second.stdout and "NoNewPrivs:\t1" in second.stdout
+    assert container_stderr(first) == container_stderr(second) == ""
+    assert len(plans(cli)) == 1
+    st = os.stat(plans(cli)[0])
+    assert st.st_uid == cli.uid and st.st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("script,code,init", [("exit 7", 7, False), ("sh -c 'kill -9 $$'; exit", 137, False),
+                                              ("kill -9 $$", 137, True), ("true", 0, True)])
+def test_exit_status_from_plan(cli, busybox_rootfs, script, code, init):
+    args = ("run", "--rm", *(["--init"] if init else []), "--rootfs", busybox_rootfs, "sh", "-c", script)
+    assert traced(cli, *args).returncode == code
+    again = traced(cli, *args)
+    assert plan_lines(again)[0].startswith("rootless: plan hit")
+    assert again.returncode == code
+
+
+def test_stdin_only_with_interactive(cli, busybox_rootfs):
+    for _ in range(2):
+        proc = traced(cli, "run", "--rm", "-i", "--rootfs", busybox_rootfs, "cat", input="hello\n")
+        assert proc.returncode == 0 and proc.stdout == "hello\n"
+    assert plan_lines(proc)[0].startswith("rootless: plan hit")
+    for _ in range(2):
+        proc = traced(cli, "run", "--rm", "--rootfs", busybox_rootfs, "cat", input="hello\n")
+        assert proc.returncode == 0 and proc.stdout == ""
+    assert plan_lines(proc)[0].startswith("rootless: plan hit")
+
+
+def test_environment_and_directory_are_part_of_the_key(cli, busybox_rootfs):
+    args = ("run", "--rm", "-e", "COLOR", "--rootfs", busybox_rootfs, "sh", "-c", "echo $COLOR")
+    assert ok(traced(cli, *args, env={"COLOR": "red"})).strip() == "red"
+    assert ok(traced(cli, *args, env={"COLOR": "blue"})).strip() == "blue"
+    hit = traced(cli, *args, env={"COLOR": "red"})
+    assert ok(hit).strip() == "red" and plan_lines(hit)[0].startswith("rootless: plan hit")
+    other = cli.mkdir("elsewhere")
+    moved = traced(cli, *args, env={"COLOR": "red"}, cwd=other)
+    assert ok(moved).strip() == "red" and "miss" in plan_lines(moved)[0]
+
+
+def test_changed_passwd_retires_the_plan(cli):
+    rootfs = cli.rootfs()
+    args = ("run", "--rm", "-u", "alice", "--rootfs", rootfs, "id", "-u")
+    passwd = os.path.join(rootfs, "etc", "passwd")
+    with open(passwd, "a") as f:
+        f.write("alice:x:1234:1234::/home/alice:/bin/sh\n")
+    proc = traced(cli, *args)
+    if cli.name == "nosub":
+        assert proc.returncode == 0 and proc.stdout.strip() == "1234"
+    else:
+        assert ok(proc).strip() == "1234"
+    assert plan_lines(traced(cli, *args))[0].startswith("rootless: plan hit")
+    time.sleep(0.01)
+    with open(passwd) as f:
+        text = f.read().replace("alice:x:1234:1234", "alice:x:4321:4321")
+    with open(passwd, "w") as f:
+        f.write(text)
+    proc = traced(cli, *args)
+    assert ok(proc).strip() == "4321"
+    assert "stale" in plan_lines(proc)[0] and "changed" in plan_lines(proc)[0]
+    assert plan_lines(traced(cli, *args))[0].startswith("rootless: plan hit")
+
+
+def test_missing_command_falls_back_to_a_clear_error(cli):
+    rootfs = cli.rootfs()
+    tool = os.path.join(rootfs, "bin", "tool")
+    with open(tool, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(tool, 0o755)
+    args = ("run", "--rm", "--rootfs", rootfs, "/bin/tool", "true")
+    ok(traced(cli, *args))
+    os.unlink(tool)
+    proc = traced(cli, *args)
+    assert proc.returncode == 127
+    assert plan_lines(proc)[0].startswith("rootless: plan hit")
+    assert any("plan failed" in line for line in plan_lines(proc))
+    assert "Traceback" not in proc.stderr
+    line = one_error_line(proc.__class__(proc.args, proc.returncode, proc.stdout, container_stderr(proc)),
+                          code=127)
+    assert "/bin/tool" in line
+    assert plans(cli) == []  # the failed plan is gone; a failed run writes none
+
+
+def test_unsafe_or_broken_plans_are_ignored(cli, busybox_rootfs):
+    args = ("run", "--rm", "--rootfs", busybox_rootfs, "echo", "ok")
+    ok(traced(cli, *args))
+    [path] = plans(cli)
+    os.chmod(path, 0o666)
+    proc = traced(cli, *args)
+    assert ok(proc).strip() == "ok" and "ignored" in plan_lines(proc)[0]
+    assert os.stat(path).st_mode & 0o777 == 0o600  # rewritten by the Python CLI
+    for garbage in (b"", b"RLPLAN1\n", b"RLPLAN1\nK\xff\xff\xff\xff", os.urandom(300)):
+        with open(path, "wb") as f:
+            f.write(garbage)
+        proc = traced(cli, *args)
+        assert ok(proc).strip() == "ok" and "hit" not in plan_lines(proc)[0]
+    data = bytearray(open(path, "rb").read())
+    data[data.index(b"echo\0") : data.index(b"echo\0") + 4] = b"ecxo"
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    proc = traced(cli, *args)  # a plan is data, not trusted code, but it is the user's own:
+    assert proc.returncode in (0, 127)  # a hand-edited one runs what it says, or falls back
+    assert "Traceback" not in proc.stderr
+
+
+def test_cache_can_be_turned_off(cli, busybox_rootfs):
+    args = ("run", "--rm", "--rootfs", busybox_rootfs, "true")
+    for _ in range(2):
+        proc = traced(cli, *args, env={"ROOTLESS_PLAN_CACHE": "0"})
+        assert proc.returncode == 0 and plan_lines(proc) == []
+    assert plans(cli) == []
+
+
+@pytest.mark.parametrize("extra", [["--fakeroot"], ["--log-level", "debug"], ["--timings"]])
+def test_runs_that_need_python_are_never_planned(cli, busybox_rootfs, extra):
+    if extra == ["--log-level", "debug"]:
+        args = ["--log-level", "debug", "run", "--rm", "--rootfs", busybox_rootfs, "true"]
+    else:
+        args = ["run", "--rm", *extra, "--rootfs", busybox_rootfs, "true"]
+    for _ in range(2):
+        proc = traced(cli, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert "miss" in plan_lines(proc)[0]
+    assert plans(cli) == []
+
+
+def test_tty_runs_are_never_planned(cli, busybox_rootfs):
+    for _ in range(2):
+        out, code = cli.run_pty("run", "--rm", "-t", "--rootfs", busybox_rootfs, "tty", env=TRACE)
+        assert code == 0 and "/dev/pts/" in out
+        assert "rootless: plan miss" in out
+    assert plans(cli) == []
+
+
+def test_signals_reach_the_container(cli, busybox_rootfs):
+    args = ("run", "--rm", "--rootfs", busybox_rootfs, "sh", "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done")
+    for attempt in range(2):
+        proc = cli.popen(*args, env=TRACE, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 3, err
+        assert "got-term" in out
+    assert "plan hit" in err
