@@ -28,6 +28,43 @@ int rl_buf_add_str(struct rl_buf *b, const char *s); /* with its NUL */
 extern int rl_plan_trace;
 void rl_plan_say(const char *what, const char *why);
 
+/* The container record of a planned `run --rm IMAGE` (container.c). */
+struct rl_ctr_file {
+    const char *name;
+    const char *text;
+};
+
+struct rl_ctr_plan {
+    const char *template_id;        /* the id the plan was written for (64 hex) */
+    const char *containers_dir;     /* <root>/containers */
+    const char *run_containers_dir; /* <runroot>/containers */
+    const char *store_lock;         /* <root>/store.lock */
+    const char *config_prefix;      /* config.json without id, name, created and the last } */
+    const char *fixed_name;         /* --name, or NULL: adjective_surname */
+    const char *adjectives, *surnames;
+    struct rl_ctr_file files[8];    /* hosts, hostname, resolv.conf for the run directory */
+    size_t n_files;
+    char id[65];
+    char name[256];
+    char dir[4300];
+    char run_dir[4300];
+    int created;
+    int hold_fd; /* the container's mount namespace, or -1: its teardown (the overlay's
+                    umount) happens when the deleting child closes it, not in our wait */
+};
+
+int rl_ctr_new_id(char out[65]);
+/* Put new_id wherever the plan holds old_id (and its 12-character prefix). */
+void rl_ctr_retemplate(char *data, size_t size, const char *old_id, const char *new_id);
+/* Make the record (under the store lock; still_valid(arg) rechecks the plan there). */
+int rl_ctr_create(struct rl_ctr_plan *cp, int (*still_valid)(void *), void *arg);
+/* state.json once the container's command runs. */
+int rl_ctr_started(const struct rl_ctr_plan *cp, int pid);
+/* Remove the record: out of `ps` and its name freed at once, its files deleted by a
+ * detached child when `background` (map_ids writes a job child's id maps, for files
+ * of subordinate ids; NULL when the container had no such ids). */
+int rl_ctr_remove(const struct rl_ctr_plan *cp, int background, int (*map_ids)(void *, int), void *arg);
+
 /* Run the plan at `path` if it exists and still holds for `key`.
  * Returns the container's exit status (>= 0) when it ran; -1 when the plan is
  * missing, stale or could not start the command (the caller falls back to the

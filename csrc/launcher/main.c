@@ -140,9 +140,13 @@ void rl_plan_say(const char *what, const char *why)
         fprintf(stderr, "rootless: plan %s: %s\n", what, why);
 }
 
-static int exec_python(int argc, char **argv)
+/* exec the Python CLI with `rest` (NULL-terminated) as its arguments; returns only on failure */
+static int exec_python_args(char *const rest[])
 {
-    char **args = calloc((size_t)argc + 4, sizeof(char *));
+    size_t n = 0;
+    while (rest[n] != NULL)
+        n++;
+    char **args = calloc(n + 5, sizeof(char *));
     if (args == NULL) {
         fprintf(stderr, "rootless: out of memory\n");
         return 125;
@@ -150,9 +154,9 @@ static int exec_python(int argc, char **argv)
     args[1] = "-P"; /* never import from the current directory */
     args[2] = "-c";
     args[3] = PY_MAIN;
-    for (int i = 1; i < argc; i++)
-        args[i + 3] = argv[i];
-    args[argc + 3] = NULL;
+    for (size_t i = 0; i < n; i++)
+        args[i + 4] = rest[i];
+    args[n + 4] = NULL;
 
     const char *forced = getenv("ROOTLESS_PYTHON");
     if (forced != NULL && forced[0] != '\0') {
@@ -162,9 +166,9 @@ static int exec_python(int argc, char **argv)
         return 127;
     }
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 16);
-    if (n > 0) {
-        self[n] = '\0';
+    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 16);
+    if (len > 0) {
+        self[len] = '\0';
         char *slash = strrchr(self, '/');
         if (slash != NULL) {
             static const char *const names[] = {"python3", "python"};
@@ -210,5 +214,5 @@ int main(int argc, char **argv)
         }
         free(key.data);
     }
-    return exec_python(argc, argv);
+    return exec_python_args(argv + 1);
 }

@@ -6,8 +6,9 @@
  *   V version            the package version that wrote it (must be RL_VERSION)
  *   K key                the exact key material (see main.c build_key)
  *   N nodename           uname's nodename when it was written
- *   S q[7] path          a file the plan depends on: present?, dev, ino, mode, size,
- *                        mtime ns, ctime ns (stat, following links); must be unchanged
+ *   S q[7] path          a file the plan depends on: kind (0 absent, 1 unchanged, 2 the
+ *                        same file), dev, ino, mode, size, mtime ns, ctime ns (stat,
+ *                        following links)
  *   F q[2]               spawn flags, interactive (stdin kept)
  *   R rootfs  C cwd  H hostname  A argv (one each)  E env (one each)
  *   U q[2] uid, gid      G q[1] a supplementary group (one each)
@@ -17,6 +18,9 @@
  *                        deny setgroups
  *   u q[3] / g q[3]      one uid / gid map line
  *   P path  Q path       newuidmap, newgidmap
+ *   For `run --rm IMAGE` (container.c): T template id, D <root>/containers,
+ *   d <runroot>/containers, L <root>/store.lock, J config.json prefix, n --name,
+ *   a adjectives, s surnames, W name text (a file of the run directory)
  *   Z                    end
  *
  * Anything unexpected makes the plan unusable (-1): the Python CLI then runs the
@@ -112,6 +116,9 @@ static int stamp_holds(const struct rec *rc)
     int present = stat(path, &st) == 0;
     if (!present)
         return q_at(rc, 0) == 0 && (errno == ENOENT || errno == ENOTDIR);
+    if (q_at(rc, 0) == 2) /* which file, not its content (a bound directory, a root) */
+        return q_at(rc, 1) == (int64_t)st.st_dev && q_at(rc, 2) == (int64_t)st.st_ino &&
+               q_at(rc, 3) == (int64_t)st.st_mode;
     return q_at(rc, 0) == 1 && q_at(rc, 1) == (int64_t)st.st_dev && q_at(rc, 2) == (int64_t)st.st_ino &&
            q_at(rc, 3) == (int64_t)st.st_mode && q_at(rc, 4) == (int64_t)st.st_size &&
            q_at(rc, 5) == (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec &&
@@ -129,6 +136,10 @@ struct plan {
     size_t n_uids, n_gids;
     int helpers, deny_setgroups, interactive;
     const char *newuidmap, *newgidmap;
+    int is_ctr; /* a `run --rm IMAGE`: a container record to make and remove */
+    struct rl_ctr_plan ctr;
+    const char *data;
+    size_t size;
 };
 
 /* Check the plan against this invocation and fill `pl`; 0 or -1 with *why set. */
@@ -261,13 +272,38 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
             m->flags = (unsigned long)q_at(&rc, 2);
             m->mode = (unsigned int)q_at(&rc, 3);
             m->argv = NULL;
-            if (m->op == RL_OP_HELPER || m->op == RL_OP_OVERLAY)
-                return -1; /* never planned: they need the Python CLI's bookkeeping */
+            if (m->op == RL_OP_HELPER)
+                return -1; /* never planned: a FUSE daemon needs the Python CLI's bookkeeping */
             if (opt_str(&rc, &off, &m->source) < 0 || opt_str(&rc, &off, &m->target) < 0 ||
                 opt_str(&rc, &off, &m->fstype) < 0 || opt_str(&rc, &off, &m->data) < 0 ||
                 off != rc.len || m->target == NULL)
                 return -1;
             c->n_mounts++;
+            break;
+        }
+        case 'T':
+            if ((pl->ctr.template_id = str_at(&rc, 0)) == NULL || strlen(rc.p) != 64)
+                return -1;
+            pl->is_ctr = 1;
+            break;
+        case 'D': if ((pl->ctr.containers_dir = str_at(&rc, 0)) == NULL) return -1; break;
+        case 'd': if ((pl->ctr.run_containers_dir = str_at(&rc, 0)) == NULL) return -1; break;
+        case 'L': if ((pl->ctr.store_lock = str_at(&rc, 0)) == NULL) return -1; break;
+        case 'J': if ((pl->ctr.config_prefix = str_at(&rc, 0)) == NULL) return -1; break;
+        case 'n': if ((pl->ctr.fixed_name = str_at(&rc, 0)) == NULL) return -1; break;
+        case 'a': if ((pl->ctr.adjectives = str_at(&rc, 0)) == NULL) return -1; break;
+        case 's': if ((pl->ctr.surnames = str_at(&rc, 0)) == NULL) return -1; break;
+        case 'W': {
+            const char *name_end = memchr(rc.p, '\0', rc.len);
+            if (name_end == NULL || pl->ctr.n_files >= 8)
+                return -1;
+            size_t off = (size_t)(name_end - rc.p) + 1;
+            const char *text = str_at(&rc, off);
+            if (text == NULL || strchr(rc.p, '/') != NULL || rc.p[0] == '\0' || rc.p[0] == '.')
+                return -1;
+            pl->ctr.files[pl->ctr.n_files].name = rc.p;
+            pl->ctr.files[pl->ctr.n_files].text = text;
+            pl->ctr.n_files++;
             break;
         }
         case 'V': case 'K': case 'N': case 'S': case 'Z':
@@ -276,6 +312,13 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
             return -1;
         }
     }
+    for (size_t i = 0; i < c->n_mounts; i++)
+        if (pl->mounts[i].op == RL_OP_OVERLAY && !pl->is_ctr)
+            return -1;
+    if (pl->is_ctr && (pl->ctr.containers_dir == NULL || pl->ctr.run_containers_dir == NULL ||
+                       pl->ctr.store_lock == NULL || pl->ctr.config_prefix == NULL ||
+                       pl->ctr.adjectives == NULL || pl->ctr.surnames == NULL))
+        return -1;
     if (c->rootfs == NULL || !have_ids || !have_flags || !have_idmode || pl->n_uids == 0 ||
         pl->n_gids == 0 || (pl->helpers && (pl->newuidmap == NULL || pl->newgidmap == NULL)))
         return -1;
@@ -394,52 +437,86 @@ static int write_maps(const struct plan *pl, pid_t pid)
     return ok ? 0 : -1;
 }
 
+/* The stamps again, under the store lock (container.c). */
+static int stamps_hold(void *arg)
+{
+    const struct plan *pl = arg;
+    struct reader r = {pl->data, pl->size, strlen(PLAN_MAGIC)};
+    struct rec rc;
+    while (next_rec(&r, &rc) > 0)
+        if (rc.tag == 'S' && !stamp_holds(&rc))
+            return 0;
+    return 1;
+}
+
+/* Undo a container record that never ran its command; 128+signal if we were told
+ * to stop meanwhile, else -1 (the caller runs the Python CLI instead). */
+static int abandon(struct plan *pl, int devnull, const char *why)
+{
+    rl_plan_say("failed", why);
+    if (pl->is_ctr)
+        rl_ctr_remove(&pl->ctr, 0, NULL, NULL);
+    if (devnull >= 0)
+        close(devnull);
+    return got_signal ? 128 + got_signal : -1;
+}
+
+static int map_job_ids(void *arg, int pid)
+{
+    return write_maps(arg, pid);
+}
+
 static int start(struct plan *pl, const char *path)
 {
     struct rl_spawn_config *c = &pl->cfg;
     int devnull = -1;
+    forward_signals(); /* first: a ^C while the record is made must not leave it behind */
     if (!pl->interactive) {
         devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0)
             return -1;
         c->stdio[0] = devnull;
     }
-    forward_signals();
+    if (pl->is_ctr && rl_ctr_create(&pl->ctr, stamps_hold, pl) < 0)
+        return abandon(pl, devnull, "cannot make the container record");
+    if (got_signal)
+        return abandon(pl, devnull, "interrupted");
     struct rl_child child;
     struct rl_error err;
     memset(&err, 0, sizeof(err));
-    if (rl_spawn(c, &child, &err) < 0) {
-        rl_plan_say("failed", err.msg);
-        if (devnull >= 0)
-            close(devnull);
-        return -1;
-    }
+    if (rl_spawn(c, &child, &err) < 0)
+        return abandon(pl, devnull, err.msg);
     child_pid = child.pid;
+    if (pl->is_ctr) {
+        char ns[64];
+        snprintf(ns, sizeof(ns), "/proc/%d/ns/mnt", child.pid);
+        pl->ctr.hold_fd = open(ns, O_RDONLY | O_CLOEXEC);
+    }
     if (write_maps(pl, child.pid) < 0) {
-        rl_plan_say("failed", "cannot write the id maps");
         rl_abort(&child);
         child_pid = 0;
         wait_status(child.pid);
         rl_release(&child);
-        if (devnull >= 0)
-            close(devnull);
-        return got_signal ? 128 + got_signal : -1;
+        return abandon(pl, devnull, "cannot write the id maps");
     }
     if (rl_continue(&child, &err) < 0) {
         /* The command never ran: the Python CLI redoes the run and says what is wrong. */
-        rl_plan_say("failed", err.msg);
         child_pid = 0;
         wait_status(child.pid);
         rl_release(&child);
         unlink(path);
-        if (devnull >= 0)
-            close(devnull);
-        return got_signal ? 128 + got_signal : -1;
+        return abandon(pl, devnull, err.msg);
     }
     rl_release(&child);
     if (devnull >= 0)
         close(devnull);
-    return wait_status(child.pid);
+    if (pl->is_ctr)
+        rl_ctr_started(&pl->ctr, child.pid);
+    int status = wait_status(child.pid);
+    child_pid = 0;
+    if (pl->is_ctr)
+        rl_ctr_remove(&pl->ctr, 1, pl->helpers ? map_job_ids : NULL, pl);
+    return status;
 }
 
 int rl_plan_run(const char *path, const struct rl_buf *key)
@@ -475,9 +552,19 @@ int rl_plan_run(const char *path, const struct rl_buf *key)
     }
     static struct plan pl; /* the child shares this memory until it has exec'ed */
     const char *why;
+    pl.data = data;
+    pl.size = size;
+    pl.ctr.hold_fd = -1;
     if (load(&pl, data, size, key, &why) < 0) {
         rl_plan_say("stale", why);
         return -1; /* data stays allocated: the process execs Python next */
+    }
+    if (pl.is_ctr) {
+        char old[65];
+        memcpy(old, pl.ctr.template_id, 65);
+        if (rl_ctr_new_id(pl.ctr.id) < 0)
+            return -1;
+        rl_ctr_retemplate(data, size, old, pl.ctr.id);
     }
     rl_plan_say("hit", path);
     return start(&pl, path);

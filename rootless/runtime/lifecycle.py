@@ -30,7 +30,7 @@ def socket_path(c: Container) -> str:
     return os.path.join(os.path.dirname(c.store.run_dir), SOCKET_DIR, c.id[:16])
 
 
-def _rootfs_and_ops(c: Container) -> tuple[str, list[object]]:
+def _rootfs_and_ops(c: Container, ephemeral: bool = False) -> tuple[str, list[object]]:
     from rootless.native.spawn import OP_OVERLAY, MountOp
 
     mode = str(c.config.get("rootfs_mode", "rootfs"))
@@ -56,13 +56,17 @@ def _rootfs_and_ops(c: Container) -> tuple[str, list[object]]:
         if helper is None:
             raise ContainerError("fuse-overlayfs is not usable here (not installed, or no /dev/fuse)")
         return merged, [MountOp(OP_HELPER, merged, source=layers_dir, argv=[helper, "-o", dirs, merged])]
-    return merged, [MountOp(OP_OVERLAY, merged, source=layers_dir, data=dirs + ",userxattr")]
+    # volatile: no syncs of the upper layer (its umount at exit otherwise flushes it),
+    # for a container that is deleted when it exits (podman does the same for --rm)
+    opts = ",userxattr,volatile" if ephemeral else ",userxattr"
+    return merged, [MountOp(OP_OVERLAY, merged, source=layers_dir, data=dirs + opts)]
 
 
-def run_options(c: Container) -> object:
+def run_options(c: Container, ephemeral: bool = False) -> object:
+    """The container's RunOptions; `ephemeral`: it is removed when it exits (run --rm)."""
     from rootless.runtime.runner import RunOptions
 
-    rootfs, ops = _rootfs_and_ops(c)
+    rootfs, ops = _rootfs_and_ops(c, ephemeral)
     opts = RunOptions.from_dict(rootfs, c.config["run"])  # type: ignore[arg-type]
     opts.pre_ops = ops  # type: ignore[assignment]
     opts.container_id = c.id

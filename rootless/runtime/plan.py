@@ -24,6 +24,7 @@ from rootless import log
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rootless.native.spawn import SpawnConfig
+    from rootless.runtime.containers import Container
     from rootless.runtime.idmap import IdMapping
 
 MAGIC = b"RLPLAN1\n"
@@ -79,11 +80,20 @@ def _opt(text: str | None) -> bytes:
     return b"\0" if text is None else b"\1" + _s(text)
 
 
+IDENTITY = "="  # a stamp path with this prefix: only which file it is counts, not its content
+
+
 def _stamp(path: str) -> bytes:
+    """A file read to make the plan: it must be the same, unchanged, later. With the
+    IDENTITY prefix (a directory bound or used as a root: its content may change)
+    only that it is the same file of the same type."""
+    kind, path = (2, path[1:]) if path.startswith(IDENTITY) else (1, path)
     try:
         st = os.stat(path)
     except OSError:
         return _q(0, 0, 0, 0, 0, 0, 0) + _s(path)
+    if kind == 2:
+        return _q(2, st.st_dev, st.st_ino, st.st_mode, 0, 0, 0) + _s(path)
     return _q(1, st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns) + _s(path)
 
 
@@ -99,8 +109,54 @@ def package_files() -> list[str]:
     return files + [str(_native.__file__)]
 
 
+class ContainerPlan:
+    """What the launcher needs to make and remove the container record of a
+    `run --rm IMAGE` (csrc/launcher/container.c) like the Python CLI does."""
+
+    def __init__(self, c: Container, fixed_name: str | None) -> None:
+        self.c = c
+        self.fixed_name = fixed_name
+
+    def stamps(self) -> list[str]:
+        """The image index (tags), the shared stores and their configuration, and the
+        image's layers."""
+        from rootless.store import shared
+
+        config = self.c.config
+        root = os.path.dirname(self.c.store.root_dir)
+        layers_dir = str(config["layers_dir"])
+        lower = config["lower"]
+        assert isinstance(lower, list)
+        return [os.path.join(root, "index.json"),
+                *(os.path.join(s, "index.json") for s in shared.image_stores()),
+                *shared.config_files(),
+                *(IDENTITY + os.path.join(layers_dir, str(link)) for link in lower)]
+
+    def records(self) -> bytes:
+        from rootless.runtime import names
+        from rootless.runtime.jsonlite import dumps
+
+        c = self.c
+        config = dumps({k: v for k, v in c.config.items() if k not in ("id", "name", "created")})
+        assert config.endswith("}") and len(config) > 2
+        out = [_rec(b"T", _s(c.id)), _rec(b"D", _s(c.store.root_dir)), _rec(b"d", _s(c.store.run_dir)),
+               _rec(b"L", _s(os.path.join(os.path.dirname(c.store.root_dir), "store.lock"))),
+               _rec(b"J", _s(config[:-1])), _rec(b"a", _s(" ".join(names.ADJECTIVES))),
+               _rec(b"s", _s(" ".join(names.SURNAMES)))]
+        if self.fixed_name is not None:
+            out.append(_rec(b"n", _s(self.fixed_name)))
+        for name in ("hosts", "hostname", "resolv.conf"):
+            try:
+                with open(c.run_path(name), "rb") as f:  # copies, when the container has its own
+                    out.append(_rec(b"W", _s(name) + f.read().replace(b"\0", b"") + b"\0"))
+            except FileNotFoundError:
+                pass
+        return b"".join(out)
+
+
 def encode(key: bytes, cfg: SpawnConfig, mapping: IdMapping, interactive: bool,
-           stamps: list[str], helpers: tuple[str, str] | None) -> bytes:
+           stamps: list[str], helpers: tuple[str, str] | None,
+           container: ContainerPlan | None = None) -> bytes:
     from rootless._version import __version__
 
     out = [MAGIC, _rec(b"V", _s(__version__)), _rec(b"K", key), _rec(b"N", _s(os.uname().nodename))]
@@ -119,6 +175,8 @@ def encode(key: bytes, cfg: SpawnConfig, mapping: IdMapping, interactive: bool,
     out += [_rec(b"g", _q(*m)) for m in mapping.gid_map]
     if helpers:
         out += [_rec(b"P", _s(helpers[0])), _rec(b"Q", _s(helpers[1]))]
+    if container is not None:
+        out.append(container.records())
     out.append(_rec(b"Z"))
     return b"".join(out)
 

@@ -67,10 +67,12 @@ class RunOptions:
         self.image_env: list[str] = []  # the image's Env, under -e/--env-file
         self.pre_ops: list[MountOp] = []  # e.g. the overlay root, mounted before the root is built
         self.state_dir: str | None = None  # where hosts/hostname/resolv.conf copies go (writable)
+        self.ephemeral = False  # `run --rm` in the foreground: the host's /etc files do, read-only
         self.user_layers: list[str] | None = None  # overlay dirs, top down, for --user lookups
         self.on_started: object = None  # called with the container's pid once it runs
         self.linger = False  # with init: PID 1 waits for processes that joined (--sharens)
         self.plan: object = None  # a rootless.runtime.plan.Request: write this run's plan
+        self.plan_container: object = None  # with `plan`, for `run --rm IMAGE`: a plan.ContainerPlan
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
@@ -285,12 +287,14 @@ def prepare(opts: RunOptions) -> tuple[object, idmap.IdMapping, str]:
     hostname = opts.hostname or (os.uname().nodename if host_net else opts.container_id[:12])
     cfg = SpawnConfig(rootfs, opts.argv, build_env(opts, user, hostname))
     state_dir = ""
-    if opts.state_dir:
+    host_files = host_net and hostname == os.uname().nodename
+    if opts.state_dir and not (opts.ephemeral and host_files):
         # A persistent container gets its own writable copies, as with docker.
         state_dir = opts.state_dir
         etc_ops = mounts.etc_mounts(write_etc_files(state_dir, hostname, host_net))
-    elif host_net and hostname == os.uname().nodename:
-        # The host's own files are right as they are: bind them read-only, write nothing.
+    elif host_files:
+        # The host's own files are right as they are: bind them read-only, write nothing
+        # (`run --rm` in the foreground, the batch-job path).
         etc = {name: "/etc/" + name for name in ("hosts", "hostname", "resolv.conf")
                if os.path.exists("/etc/" + name)}
         etc_ops = mounts.etc_mounts(etc, readonly=True)
@@ -435,7 +439,7 @@ def run(opts: RunOptions) -> int:
                 ownrecord.start(child.notify_fd)
             if opts.on_started is not None:
                 opts.on_started(child.pid)  # type: ignore[operator]
-            if opts.plan is not None and not state_dir:
+            if opts.plan is not None and (not state_dir or opts.plan_container is not None):
                 _write_plan(opts, cfg, mapping)
         except BaseException as exc:
             _discard(child)
@@ -466,21 +470,27 @@ def _write_plan(opts: RunOptions, cfg: object, mapping: idmap.IdMapping) -> None
 
     if log.WARNED or TIMINGS is not None:
         return
-    rootfs = cfg.rootfs  # type: ignore[attr-defined]
-    inside = [os.path.join(rootfs, "etc", name) for name in ("passwd", "group")]
-    if any(os.path.islink(p) for p in inside):
-        return  # resolved inside the root: a host-side stamp would not follow it
     helpers = None
     if mapping.mode == "full":
         uidmap, gidmap = idmap.find_helper("newuidmap"), idmap.find_helper("newgidmap")
         if uidmap is None or gidmap is None:
             return
         helpers = (uidmap, gidmap)
-    stamps = [rootfs, *inside, "/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid",
-              "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", *(helpers or ()), *opts.env_files,
-              *(parse_volume(v).source for v in opts.volumes), *plan.package_files()]
+    stamps = ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid", "/etc/hosts", "/etc/hostname",
+              "/etc/resolv.conf", *(helpers or ()), *opts.env_files,
+              *(plan.IDENTITY + parse_volume(v).source for v in opts.volumes), *plan.package_files()]
+    container = opts.plan_container
+    if container is None:
+        rootfs = cfg.rootfs  # type: ignore[attr-defined]
+        inside = [os.path.join(rootfs, "etc", name) for name in ("passwd", "group")]
+        if any(os.path.islink(p) for p in inside):
+            return  # resolved inside the root: a host-side stamp would not follow it
+        stamps += [plan.IDENTITY + rootfs, *inside]
+    else:
+        stamps += container.stamps()  # type: ignore[attr-defined]
     request = opts.plan
-    data = plan.encode(request.key, cfg, mapping, opts.interactive, stamps, helpers)  # type: ignore[attr-defined, arg-type]
+    data = plan.encode(request.key, cfg, mapping, opts.interactive, stamps, helpers,  # type: ignore[attr-defined, arg-type]
+                       container)  # type: ignore[arg-type]
     plan.write(request, data)  # type: ignore[arg-type]
 
 

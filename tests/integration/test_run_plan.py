@@ -199,3 +199,106 @@ def test_signals_reach_the_container(cli, busybox_rootfs):
         assert proc.returncode == 3, err
         assert "got-term" in out
     assert "plan hit" in err
+
+
+# ---------------------------------------------------------------- run --rm IMAGE
+
+
+def store_is_clean(cli, timeout=10.0) -> list[str]:
+    """What is left of containers once the deleting child is done (polls)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ctrs = os.path.join(cli.store, "containers")
+        left = [n for n in os.listdir(ctrs) if n != ".names"] if os.path.isdir(ctrs) else []
+        names = os.path.join(ctrs, ".names")
+        left += [f".names/{n}" for n in os.listdir(names)] if os.path.isdir(names) else []
+        run = os.path.join(cli.runroot, "containers")
+        left += [f"run/{n}" for n in os.listdir(run)] if os.path.isdir(run) else []
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.fixture()
+def pulled(cli, busybox_image):
+    ok(cli.run("pull", "-q", busybox_image))
+    ok(cli.run("tag", busybox_image, "plan:1"))
+    return "plan:1"
+
+
+def test_image_run_from_plan(cli, pulled):
+    args = ("run", "--rm", "-e", "A=1", pulled, "sh", "-c", PROBE + "; cat /etc/motd; id -un")
+    first, second = traced(cli, *args), traced(cli, *args)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert plan_lines(second)[0].startswith("rootless: plan hit")
+    assert first.stdout == second.stdout and "layer two" in second.stdout
+    assert container_stderr(second) == ""
+    assert store_is_clean(cli) == []
+
+
+def test_planned_container_is_listed_reachable_and_removed(cli, pulled):
+    hold = cli.mkdir("hold")
+    args = ("run", "--rm", "--name", "planned", "-v", f"{hold}:/hold", pulled, "sh", "-c",
+            "while [ -e /hold/wait ]; do sleep 0.05; done; echo done")
+    ok(traced(cli, *args))
+    open(os.path.join(hold, "wait"), "w").close()
+    os.chmod(os.path.join(hold, "wait"), 0o666)
+    proc = cli.popen(*args, env=TRACE, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while "planned" not in ok(cli.run("ps", "--format", "{{.Names}}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    row = ok(cli.run("ps", "--format", "{{.Names}}|{{.Command}}|{{.Status}}")).strip()
+    assert row.startswith('planned|"sh -c') and "|Up" in row, row
+    assert ok(cli.run("exec", "planned", "cat", "/etc/motd")) == "layer two\n"
+    clash = cli.run("run", "--rm", "--name", "planned", pulled, "true")
+    assert clash.returncode == 125 and "already in use" in clash.stderr
+    os.unlink(os.path.join(hold, "wait"))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out == "done\n", err
+    assert "plan hit" in err
+    assert store_is_clean(cli) == []
+    assert ok(cli.run("ps", "-aq")) == ""
+
+
+def test_planned_container_removed_from_elsewhere(cli, pulled):
+    args = ("run", "--rm", "--name", "victim", pulled, "sh", "-c", "sleep ${T:-0}")
+    ok(traced(cli, *args))
+    ok(traced(cli, *args))  # a hit, for the same key below (T is never set)
+    proc = cli.popen("run", "--rm", "--name", "victim", pulled, "sh", "-c", "sleep 60",
+                     env=TRACE, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     text=True, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while "victim" not in ok(cli.run("ps", "--format", "{{.Names}}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ok(cli.run("rm", "-f", "victim"))
+    proc.communicate(timeout=30)
+    assert proc.returncode == 137
+    assert store_is_clean(cli) == []
+
+
+def test_files_of_any_owner_are_deleted(cli, pulled):
+    args = ("run", "--rm", pulled, "sh", "-c",
+            "mkdir -p /x/y && echo a > /x/y/f && (chown -R 100:100 /x 2>/dev/null; chmod 700 /x/y /x)")
+    for _ in range(3):
+        proc = traced(cli, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert store_is_clean(cli) == []
+    assert plan_lines(proc)[0].startswith("rootless: plan hit")
+
+
+def test_plan_follows_tags_and_rmi(cli, pulled):
+    args = ("run", "--rm", "--pull", "never", pulled, "cat", "/etc/motd")
+    assert ok(traced(cli, *args)) == "layer two\n"
+    assert plan_lines(traced(cli, *args))[0].startswith("rootless: plan hit")
+    ok(cli.run("run", "--name", "edit", pulled, "sh", "-c", "echo changed > /etc/motd"))
+    ok(cli.run("commit", "edit", pulled))
+    ok(cli.run("rm", "edit"))
+    proc = traced(cli, *args)
+    assert ok(proc) == "changed\n" and "stale" in plan_lines(proc)[0]
+    assert plan_lines(traced(cli, *args))[0].startswith("rootless: plan hit")
+    ok(cli.run("rmi", pulled))
+    proc = traced(cli, *args)
+    assert "stale" in plan_lines(proc)[0]
+    one_error_line(proc.__class__(proc.args, proc.returncode, proc.stdout, container_stderr(proc)))
+    assert store_is_clean(cli) == []

@@ -242,14 +242,22 @@ def _fast_run(ctx: Context, p: Parsed) -> int:
     return run(opts)
 
 
+def _plannable_container(c: object, opts: RunOptions) -> bool:
+    """A `run --rm IMAGE` on kernel overlayfs, without volumes the image declares
+    (those are made per container by the Python CLI)."""
+    own = c.dir + "/"  # type: ignore[attr-defined]
+    return (c.config.get("rootfs_mode") == "overlay"  # type: ignore[attr-defined]
+            and not any(v.startswith(own) for v in opts.volumes) and _plannable(opts))
+
+
 def _plannable(opts: RunOptions) -> bool:
     """Whether the native launcher may repeat this run from a plan: not when the run
     needs Python watching it (a pty, fakeroot's chown records) or reads host state a
-    plan cannot check (GPU driver files), nor with debug output."""
+    plan cannot check (GPU driver files), nor with debug output or crash points."""
     from rootless import log
 
     return not (opts.tty or opts.fakeroot or opts.gpus or opts.devices or opts.linger
-                or log.enabled("info"))
+                or log.enabled("info") or "ROOTLESS_CRASH_AT" in os.environ)
 
 
 def main(ctx: Context, p: Parsed) -> int:
@@ -275,7 +283,10 @@ def _main(ctx: Context, p: Parsed) -> int:
 
     c, opts = create_from_args(ctx, p)
     if p.rm and not p.detach:  # type: ignore[attr-defined]
-        return _run_rm_foreground(c)
+        from rootless.cli import launch
+
+        name = p.get("name")
+        return _run_rm_foreground(c, plan=launch.PLAN_REQUEST, fixed_name=name if isinstance(name, str) else None)
     on_exit = remove_command(ctx, c.id) if p.rm else None  # type: ignore[attr-defined, attr-defined]
     if p.detach:  # type: ignore[attr-defined]
         lifecycle.start(c, attach=False, on_exit=on_exit)  # type: ignore[arg-type]
@@ -360,7 +371,8 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
     return sharens.run_shared(registry, what, mapping.mode, lead, join)
 
 
-def _run_rm_foreground(c: object, shared_started: object = None) -> int:
+def _run_rm_foreground(c: object, shared_started: object = None, plan: object = None,
+                       fixed_name: str | None = None) -> int:
     """`run --rm` in the foreground: this process is the container's parent (no
     monitor to start, no second process to remove it). The container is listed by
     `ps` and reachable by `exec`, `top` and `stats` while it runs; it has no log or
@@ -375,7 +387,8 @@ def _run_rm_foreground(c: object, shared_started: object = None) -> int:
             if c.config.get("rootfs_mode") in ("overlay", "fuse-overlayfs"):  # type: ignore[attr-defined]
                 for d in ("upper", "work", "merged"):
                     os.makedirs(c.path(d), mode=0o755, exist_ok=True)  # type: ignore[attr-defined]
-            opts = lifecycle.run_options(c)  # type: ignore[arg-type]
+            opts = lifecycle.run_options(c, ephemeral=True)  # type: ignore[arg-type]
+            opts.ephemeral = True  # type: ignore[attr-defined]
             opts.runroot = os.path.dirname(c.store.run_dir)  # type: ignore[attr-defined]
             opts.state_dir = c.run_dir  # type: ignore[attr-defined]
 
@@ -386,6 +399,11 @@ def _run_rm_foreground(c: object, shared_started: object = None) -> int:
                     sync=False)
 
             opts.on_started = started  # type: ignore[attr-defined]
+            if plan is not None and _plannable_container(c, opts):  # type: ignore[arg-type]
+                from rootless.runtime.plan import ContainerPlan
+
+                opts.plan = plan  # type: ignore[attr-defined]
+                opts.plan_container = ContainerPlan(c, fixed_name)  # type: ignore[attr-defined, arg-type]
             if shared_started is not None:
                 opts.init = opts.linger = True  # type: ignore[attr-defined]
 
