@@ -5,8 +5,8 @@
 #   bash scripts/sanitize.sh                  # build (if the C changed) + run
 #   bash scripts/sanitize.sh -x -k sparse     # extra arguments go to pytest (-k replaces the selection)
 #
-# The cffi extension (rootless/_native.abi3.so), rootless-monitor and
-# csrc/tests/untar_driver.c are built with gcc -fsanitize=address,undefined
+# The cffi extension (rootless/_native.abi3.so), rootless-monitor, the launcher
+# (csrc/launcher/) and csrc/tests/untar_driver.c are built with gcc -fsanitize=address,undefined
 # into a private copy of the tree
 # ($ROOTLESS_SANITIZE_DIR, default /tmp/rootless-sanitize-$UID/tree), never over
 # the in-place build or the installed venv. Then (Python with that copy first
@@ -23,7 +23,8 @@
 #     the untar job, layer unpacking) from tests/store/test_store.py.
 #   - as root, tests/integration/test_run.py with the CLI on the sanitized
 #     build (ROOTLESS_SANITIZE_CLI=0 skips it): the spawn path, mounts, the
-#     monitor and the store from the command line.
+#     monitor and the store from the command line; and
+#     tests/integration/test_run_plan.py with the sanitized launcher.
 # Not the other identities nor the rest of tests/integration: the container's
 # child runs on its own stack (clone with CLONE_VM), where ASan warns that it
 # ignores __asan_handle_no_return ("false positive error reports may follow"),
@@ -95,7 +96,7 @@ canary() {
 # A content hash of everything the build reads: rebuild only when it changes.
 source_hash() {
     (cd "$REPO" && cat setup.py pyproject.toml csrc/*.c csrc/*.h csrc/build_ffi.py \
-        csrc/monitor/*.c csrc/tests/*.c rootless/_version.py; echo "$CC_BIN $SAN $CFLAGS_SAN") | sha256sum | cut -c1-16
+        csrc/monitor/*.c csrc/launcher/*.c csrc/launcher/*.h csrc/tests/*.c rootless/_version.py; echo "$CC_BIN $SAN $CFLAGS_SAN") | sha256sum | cut -c1-16
 }
 
 build() {
@@ -105,10 +106,10 @@ build() {
     mkdir -p "$tree"
     rm -rf "$tree/rootless"
     tar -C "$REPO" --exclude='__pycache__' --exclude='*.so' --exclude='rootless/libexec/rootless-monitor' \
-        --exclude='rootless/_native.c' -cf - rootless csrc setup.py pyproject.toml README.md bin \
+        --exclude='rootless/_native.c' -cf - rootless csrc setup.py pyproject.toml README.md \
         | tar -C "$tree" -xf -
     if [[ -f $DIR/stamp && $(cat "$DIR/stamp") == "$hash" && -f $DIR/_native.abi3.so && -x $DIR/rootless-monitor
-          && -x $DIR/untar_driver ]]; then
+          && -x $DIR/untar_driver && -x $DIR/rootless-launcher ]]; then
         log "build: C unchanged ($hash), reusing the sanitized build"
     else
         log "build: compiling the C core with $SAN"
@@ -119,6 +120,11 @@ build() {
         $CC_BIN $SAN $CFLAGS_SAN -std=gnu11 -D_GNU_SOURCE -DRL_VERSION='"sanitize"' -I"$tree/csrc" \
             -o "$DIR/untar_driver" "$tree/csrc/tests/untar_driver.c" "$tree"/csrc/rl_*.c \
             || { log "untar_driver build failed"; exit 1; }
+        local version
+        version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$tree/rootless/_version.py")
+        $CC_BIN $SAN $CFLAGS_SAN -std=gnu11 -D_GNU_SOURCE -DRL_VERSION="\"$version\"" -DRL_PYTHON="\"$PY\"" \
+            -I"$tree/csrc" -o "$DIR/rootless-launcher" "$tree"/csrc/launcher/*.c "$tree"/csrc/rl_*.c \
+            || { log "launcher build failed"; exit 1; }
         cp "$tree"/rootless/_native*.so "$DIR/_native.abi3.so"
         cp "$tree/rootless/libexec/rootless-monitor" "$DIR/rootless-monitor"
         echo "$hash" >"$DIR/stamp"
@@ -202,6 +208,15 @@ run_tests() {
         log "CLI: tests/integration/test_run.py as root with $DIR/rootless"
         ROOTLESS_BIN="$DIR/rootless" ROOTLESS_TEST_IDENTITIES=root "$PY" -P -m pytest -p no:cacheprovider -q \
             tests/integration/test_run.py 2>&1 | tee "$DIR/pytest-cli.log" || rc=${PIPESTATUS[0]}
+        # The native launcher, sanitized too, running plans (csrc/launcher/).
+        printf '%s\n' '#!/bin/sh' \
+            "export PYTHONPATH='$tree' LD_PRELOAD='$LIBASAN $LIBUBSAN' ROOTLESS_PYTHON='$PY'" \
+            "export ASAN_OPTIONS='detect_leaks=0:log_path=$REPORTS/launcher' UBSAN_OPTIONS='$UBSAN_OPTIONS'" \
+            "exec '$DIR/rootless-launcher' \"\$@\"" >"$DIR/rootless-plan"
+        chmod 755 "$DIR/rootless-plan"
+        log "CLI: tests/integration/test_run_plan.py as root with $DIR/rootless-plan"
+        ROOTLESS_BIN="$DIR/rootless-plan" ROOTLESS_TEST_IDENTITIES=root "$PY" -P -m pytest -p no:cacheprovider -q \
+            tests/integration/test_run_plan.py 2>&1 | tee "$DIR/pytest-launcher.log" || rc=${PIPESTATUS[0]}
     fi
     scan_reports || exit 1
     ((rc == 0)) || { log "tests failed (exit $rc)"; exit 1; }

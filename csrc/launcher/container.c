@@ -204,6 +204,24 @@ static void release_name(const struct rl_ctr_plan *cp)
         unlink(path);
 }
 
+/* "a", "b" (plan.c admits printable ASCII only: no \u escapes needed) */
+static int json_strings(struct rl_buf *b, char **items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (rl_buf_add(b, i ? ", \"" : "\"", i ? 3 : 1) < 0)
+            return -1;
+        for (const char *c = items[i]; *c; c++) {
+            if ((*c == '"' || *c == '\\') && rl_buf_add(b, "\\", 1) < 0)
+                return -1;
+            if (rl_buf_add(b, c, 1) < 0)
+                return -1;
+        }
+        if (rl_buf_add(b, "\"", 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int lock_file(const char *path, int how)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -242,10 +260,16 @@ int rl_ctr_create(struct rl_ctr_plan *cp, int (*still_valid)(void *), void *arg)
     int n = snprintf(buf, sizeof(buf), ", \"created\": %ld.%06ld, \"id\": \"%s\", \"name\": \"%s\"}",
                      (long)tv.tv_sec, (long)tv.tv_usec, cp->id, cp->name);
     snprintf(path, sizeof(path), "%s/config.json", cp->dir);
-    int rc = rl_buf_add(&cfg, cp->config_prefix, strlen(cp->config_prefix)) < 0 ||
-                     rl_buf_add(&cfg, buf, (size_t)n) < 0 || write_atomic(path, cfg.data, cfg.len) < 0
-                 ? -1
-                 : 0;
+    int rc = rl_buf_add(&cfg, cp->config_prefix, strlen(cp->config_prefix));
+    if (rc == 0 && cp->config_suffix != NULL) {
+        rc = json_strings(&cfg, cp->tail, cp->n_tail);
+        if (rc == 0)
+            rc = rl_buf_add(&cfg, cp->config_suffix, strlen(cp->config_suffix));
+    }
+    if (rc == 0)
+        rc = rl_buf_add(&cfg, buf, (size_t)n);
+    if (rc == 0)
+        rc = write_atomic(path, cfg.data, cfg.len);
     free(cfg.data);
     close(store_lock);
     if (rc < 0)

@@ -24,6 +24,10 @@ int rl_buf_add_str(struct rl_buf *b, const char *s); /* with its NUL */
 #define RL_PLAN_ENV_PREFIX "ROOTLESS_PLAN"
 #define RL_PLAN_OUT_ENV "ROOTLESS_PLAN_OUT"
 
+uint64_t rl_fnv1a64(uint64_t h, const char *data, size_t len);
+/* FNV-1a of the environment (each entry with its NUL), less ROOTLESS_PLAN*. */
+uint64_t rl_env_hash(void);
+
 /* 1 when $ROOTLESS_PLAN_TRACE is set: say on stderr why a plan was or was not used. */
 extern int rl_plan_trace;
 void rl_plan_say(const char *what, const char *why);
@@ -40,6 +44,9 @@ struct rl_ctr_plan {
     const char *run_containers_dir; /* <runroot>/containers */
     const char *store_lock;         /* <root>/store.lock */
     const char *config_prefix;      /* config.json without id, name, created and the last } */
+    const char *config_suffix;      /* shape plans: config.json after the command's arguments */
+    char **tail;                    /* shape plans: the command's arguments, to go between */
+    int n_tail;
     const char *fixed_name;         /* --name, or NULL: adjective_surname */
     const char *adjectives, *surnames;
     struct rl_ctr_file files[8];    /* hosts, hostname, resolv.conf for the run directory */
@@ -65,10 +72,14 @@ int rl_ctr_started(const struct rl_ctr_plan *cp, int pid);
  * of subordinate ids; NULL when the container had no such ids). */
 int rl_ctr_remove(const struct rl_ctr_plan *cp, int background, int (*map_ids)(void *, int), void *arg);
 
-/* Run the plan at `path` if it exists and still holds for `key`.
- * Returns the container's exit status (>= 0) when it ran; -1 when the plan is
- * missing, stale or could not start the command (the caller falls back to the
- * Python CLI, which then says what is wrong). */
-int rl_plan_run(const char *path, const struct rl_buf *key);
+#define RL_PLAN_UNUSABLE (-1) /* stale, refused, or it could not start the command */
+#define RL_PLAN_NONE (-2)     /* no plan file */
+
+/* Run the plan at `path` if it exists and still holds for `key`; `tail` (n_tail
+ * strings) is the command of a shape plan, else NULL.
+ * Returns the container's exit status (>= 0) when it ran; RL_PLAN_NONE or
+ * RL_PLAN_UNUSABLE when it did not (the caller falls back to the Python CLI,
+ * which then says what is wrong). */
+int rl_plan_run(const char *path, const struct rl_buf *key, char **tail, int n_tail);
 
 #endif

@@ -60,39 +60,51 @@ static int may_have_plan(int argc, char **argv)
     return 0;
 }
 
-/* What a plan is valid for: user, directory, command line and environment, exactly.
- * rootless/runtime/plan.py builds the same bytes (key_material). */
-static int build_key(struct rl_buf *key, int argc, char **argv)
+/* What a plan is valid for: user, directory and command line, exactly. A "shape"
+ * key (k >= 0) holds only the first k arguments: its plan stands for any command
+ * after them (the container's command and its arguments, which vary from one run
+ * of a batch job to the next). The environment is not in the key: a plan lists the
+ * variables its run read, with their values (plan.c). rootless/runtime/plan.py
+ * builds the same bytes (key_material). */
+static int build_key(struct rl_buf *key, int argc, char **argv, int k)
 {
     char num[64], cwd[4096];
     if (getcwd(cwd, sizeof(cwd)) == NULL)
         return -1;
     snprintf(num, sizeof(num), "%u:%u", (unsigned)getuid(), (unsigned)getgid());
-    if (rl_buf_add_str(key, "rootless-plan 1") < 0 || rl_buf_add_str(key, num) < 0 ||
+    if (rl_buf_add_str(key, "rootless-plan 2") < 0 || rl_buf_add_str(key, num) < 0 ||
         rl_buf_add_str(key, cwd) < 0)
         return -1;
-    snprintf(num, sizeof(num), "%d", argc - 1);
+    int n = k >= 0 ? k : argc - 1;
+    snprintf(num, sizeof(num), k >= 0 ? "%d+" : "%d", n);
     if (rl_buf_add_str(key, num) < 0)
         return -1;
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i <= n; i++)
         if (rl_buf_add_str(key, argv[i]) < 0)
             return -1;
-    for (char **e = environ; *e != NULL; e++) {
-        if (strncmp(*e, RL_PLAN_ENV_PREFIX, sizeof(RL_PLAN_ENV_PREFIX) - 1) == 0)
-            continue;
-        if (rl_buf_add_str(key, *e) < 0)
-            return -1;
-    }
     return 0;
 }
 
 static uint64_t fnv1a64(const char *data, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    return rl_fnv1a64(0xcbf29ce484222325ULL, data, len);
+}
+
+uint64_t rl_fnv1a64(uint64_t h, const char *data, size_t len)
+{
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)data[i];
         h *= 0x100000001b3ULL;
     }
+    return h;
+}
+
+uint64_t rl_env_hash(void)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (char **e = environ; *e != NULL; e++)
+        if (strncmp(*e, RL_PLAN_ENV_PREFIX, sizeof(RL_PLAN_ENV_PREFIX) - 1) != 0)
+            h = rl_fnv1a64(h, *e, strlen(*e) + 1);
     return h;
 }
 
@@ -202,14 +214,35 @@ int main(int argc, char **argv)
         struct rl_buf key = {NULL, 0, 0};
         if (plans_dir(dir, sizeof(dir)) < 0) {
             rl_plan_say("off", "no private run directory");
-        } else if (build_key(&key, argc, argv) < 0) {
+        } else if (build_key(&key, argc, argv, -1) < 0) {
             rl_plan_say("off", "cannot build the key");
         } else {
             snprintf(path, sizeof(path), "%s/%016llx", dir,
                      (unsigned long long)fnv1a64(key.data, key.len));
-            int status = rl_plan_run(path, &key);
+            int status = rl_plan_run(path, &key, NULL, 0);
             if (status >= 0)
                 return status;
+            if (status == RL_PLAN_NONE) {
+                /* a plan for these leading arguments and any command after them */
+                for (int k = argc - 2; k >= 1; k--) {
+                    char shape[4300];
+                    struct rl_buf skey = {NULL, 0, 0};
+                    if (build_key(&skey, argc, argv, k) < 0)
+                        break;
+                    snprintf(shape, sizeof(shape), "%s/%016llx", dir,
+                             (unsigned long long)fnv1a64(skey.data, skey.len));
+                    if (access(shape, F_OK) == 0) {
+                        status = rl_plan_run(shape, &skey, argv + k + 1, argc - k - 1);
+                        if (status >= 0)
+                            return status;
+                        free(skey.data);
+                        break;
+                    }
+                    free(skey.data);
+                }
+            }
+            if (status == RL_PLAN_NONE)
+                rl_plan_say("miss", "none yet");
             setenv(RL_PLAN_OUT_ENV, path, 1);
         }
         free(key.data);

@@ -6,6 +6,8 @@
  *   V version            the package version that wrote it (must be RL_VERSION)
  *   K key                the exact key material (see main.c build_key)
  *   N nodename           uname's nodename when it was written
+ *   e NAME=VALUE / NAME  an environment variable the run read, and its value (or unset)
+ *   Y q[1]               the run read the whole environment: its hash (main.c rl_env_hash)
  *   S q[7] path          a file the plan depends on: kind (0 absent, 1 unchanged, 2 the
  *                        same file), dev, ino, mode, size, mtime ns, ctime ns (stat,
  *                        following links)
@@ -21,6 +23,9 @@
  *   For `run --rm IMAGE` (container.c): T template id, D <root>/containers,
  *   d <runroot>/containers, L <root>/store.lock, J config.json prefix, n --name,
  *   a adjectives, s surnames, W name text (a file of the run directory)
+ *   A shape plan (its key holds only the leading arguments) has X q[1] (1: the
+ *   command's first word must not start with a dash) and, for an image, j: the
+ *   config.json after the command's arguments, which go between J and j.
  *   Z                    end
  *
  * Anything unexpected makes the plan unusable (-1): the Python CLI then runs the
@@ -144,7 +149,7 @@ struct plan {
 
 /* Check the plan against this invocation and fill `pl`; 0 or -1 with *why set. */
 static int load(struct plan *pl, const char *data, size_t size, const struct rl_buf *key,
-                const char **why)
+                char **tail, int n_tail, const char **why)
 {
     struct reader r = {data, size, strlen(PLAN_MAGIC)};
     struct rec rc;
@@ -165,7 +170,7 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
             break;
         case 'K':
             if (rc.len != key->len || memcmp(rc.p, key->data, key->len) != 0) {
-                *why = "written for another command line or environment";
+                *why = "written for another command line";
                 return -1;
             }
             have_key = 1;
@@ -184,6 +189,28 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
                 return -1;
             }
             break;
+        case 'e': { /* a variable the run read: NAME=VALUE, or NAME when it was unset */
+            const char *var = str_at(&rc, 0);
+            const char *eq = var ? strchr(var, '=') : NULL;
+            char name[256];
+            size_t len = eq ? (size_t)(eq - var) : (var ? strlen(var) : 0);
+            if (var == NULL || len == 0 || len >= sizeof(name))
+                return -1;
+            memcpy(name, var, len);
+            name[len] = '\0';
+            const char *now = getenv(name);
+            if (eq == NULL ? now != NULL : (now == NULL || strcmp(now, eq + 1) != 0)) {
+                *why = "an environment variable it read changed";
+                return -1;
+            }
+            break;
+        }
+        case 'Y': /* the run read the whole environment */
+            if (rc.len != 8 || (uint64_t)q_at(&rc, 0) != rl_env_hash()) {
+                *why = "the environment changed";
+                return -1;
+            }
+            break;
         case 'A': n_argv++; break;
         case 'E': n_env++; break;
         case 'G': n_groups++; break;
@@ -192,9 +219,9 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
         default: break;
         }
     }
-    if (n < 0 || !have_key || !have_version || !have_end || n_argv == 0)
+    if (n < 0 || !have_key || !have_version || !have_end || n_argv + (size_t)n_tail == 0)
         return -1;
-    pl->argv = calloc(n_argv + 1, sizeof(char *));
+    pl->argv = calloc(n_argv + (size_t)n_tail + 1, sizeof(char *));
     pl->envp = calloc(n_env + 1, sizeof(char *));
     pl->groups = calloc(n_groups + 1, sizeof(uint32_t));
     pl->mounts = calloc(n_mounts + 1, sizeof(struct rl_mount));
@@ -213,7 +240,7 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
     c->stdio[1] = 1;
     c->stdio[2] = 2;
     size_t ia = 0, ie = 0;
-    int have_ids = 0, have_flags = 0, have_idmode = 0;
+    int have_ids = 0, have_flags = 0, have_idmode = 0, shape = 0, first_not_option = 0;
     r.pos = strlen(PLAN_MAGIC);
     while (next_rec(&r, &rc) > 0) {
         switch (rc.tag) {
@@ -281,6 +308,13 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
             c->n_mounts++;
             break;
         }
+        case 'X': /* a shape plan: the command comes from this invocation */
+            if (rc.len != 8)
+                return -1;
+            shape = 1;
+            first_not_option = q_at(&rc, 0) != 0;
+            break;
+        case 'j': if ((pl->ctr.config_suffix = str_at(&rc, 0)) == NULL) return -1; break;
         case 'T':
             if ((pl->ctr.template_id = str_at(&rc, 0)) == NULL || strlen(rc.p) != 64)
                 return -1;
@@ -306,7 +340,7 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
             pl->ctr.n_files++;
             break;
         }
-        case 'V': case 'K': case 'N': case 'S': case 'Z':
+        case 'V': case 'K': case 'N': case 'S': case 'Z': case 'e': case 'Y':
             break;
         default:
             return -1;
@@ -315,6 +349,27 @@ static int load(struct plan *pl, const char *data, size_t size, const struct rl_
     for (size_t i = 0; i < c->n_mounts; i++)
         if (pl->mounts[i].op == RL_OP_OVERLAY && !pl->is_ctr)
             return -1;
+    if (shape != (tail != NULL) || (shape && n_tail < 1) || (pl->is_ctr && shape != (pl->ctr.config_suffix != NULL))) {
+        *why = "not for this command";
+        return -1;
+    }
+    if (shape) {
+        /* after --rootfs DIR's options, a first word with a dash would be an option */
+        if (first_not_option && tail[0][0] == '-') {
+            *why = "the command starts with a dash";
+            return -1;
+        }
+        for (int i = 0; i < n_tail; i++) {
+            for (const char *ch = tail[i]; pl->is_ctr && *ch; ch++)
+                if (*ch < 0x20 || *ch > 0x7e) {
+                    *why = "the command is not printable ASCII"; /* config.json would need escapes */
+                    return -1;
+                }
+            pl->argv[ia++] = tail[i];
+        }
+        pl->ctr.tail = tail;
+        pl->ctr.n_tail = n_tail;
+    }
     if (pl->is_ctr && (pl->ctr.containers_dir == NULL || pl->ctr.run_containers_dir == NULL ||
                        pl->ctr.store_lock == NULL || pl->ctr.config_prefix == NULL ||
                        pl->ctr.adjectives == NULL || pl->ctr.surnames == NULL))
@@ -519,11 +574,13 @@ static int start(struct plan *pl, const char *path)
     return status;
 }
 
-int rl_plan_run(const char *path, const struct rl_buf *key)
+int rl_plan_run(const char *path, const struct rl_buf *key, char **tail, int n_tail)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        rl_plan_say("miss", errno == ENOENT ? "none yet" : strerror(errno));
+        if (errno == ENOENT)
+            return RL_PLAN_NONE;
+        rl_plan_say("miss", strerror(errno));
         return -1;
     }
     struct stat st;
@@ -555,7 +612,7 @@ int rl_plan_run(const char *path, const struct rl_buf *key)
     pl.data = data;
     pl.size = size;
     pl.ctr.hold_fd = -1;
-    if (load(&pl, data, size, key, &why) < 0) {
+    if (load(&pl, data, size, key, tail, n_tail, &why) < 0) {
         rl_plan_say("stale", why);
         return -1; /* data stays allocated: the process execs Python next */
     }

@@ -28,27 +28,101 @@ if TYPE_CHECKING:
     from rootless.runtime.idmap import IdMapping
 
 MAGIC = b"RLPLAN1\n"
-KEY_VERSION = b"rootless-plan 1"
+KEY_VERSION = b"rootless-plan 2"
 ENV_PREFIX = b"ROOTLESS_PLAN"
 OUT_ENV = "ROOTLESS_PLAN_OUT"
+# Plans kept per user: a plan is 5-10 KB in the runroot (often a tmpfs); when there
+# are more, the oldest written go (each command line with its own arguments has one).
+MAX_PLANS = 256
 
 
 class Request:
-    """Where the launcher wants this invocation's plan, and the key it looked for."""
+    """Where the launcher wants this invocation's plan, the key it looked for, what a
+    shape key needs, and the environment as it came (its hash, for plans that read
+    all of it)."""
 
-    __slots__ = ("path", "key")
+    __slots__ = ("path", "key", "args", "shape_keys", "env_hash")
 
-    def __init__(self, path: str, key: bytes) -> None:
+    def __init__(self, path: str, key: bytes, args: list[str] | None = None,
+                 shape_keys: dict[int, bytes] | None = None, env_hash: int = 0) -> None:
         self.path = path
         self.key = key
+        self.args = args or []
+        self.shape_keys = shape_keys or {}
+        self.env_hash = env_hash
 
 
-def key_material(args: list[str]) -> bytes:
-    """The bytes the launcher builds in build_key (csrc/launcher/main.c)."""
-    parts = [KEY_VERSION, b"%d:%d" % (os.getuid(), os.getgid()), os.getcwdb(), b"%d" % len(args)]
-    parts += [os.fsencode(a) for a in args]
-    parts += [k + b"=" + v for k, v in os.environb.items() if not k.startswith(ENV_PREFIX)]
+def key_material(args: list[str], shape: int | None = None) -> bytes:
+    """The bytes the launcher builds in build_key (csrc/launcher/main.c): user,
+    directory and the arguments (only the first `shape` of them for a shape key,
+    whose plan stands for any command after them). The environment is not in the
+    key: the plan lists the variables the run read (RecordingEnviron)."""
+    count = b"%d" % len(args) if shape is None else b"%d+" % shape
+    parts = [KEY_VERSION, b"%d:%d" % (os.getuid(), os.getgid()), os.getcwdb(), count]
+    parts += [os.fsencode(a) for a in (args if shape is None else args[:shape])]
     return b"".join(p + b"\0" for p in parts)
+
+
+def environment_hash() -> int:
+    """FNV-1a of the environment as the launcher sees it (main.c env_hash)."""
+    return fnv1a64(b"".join(k + b"=" + v + b"\0" for k, v in os.environb.items()
+                            if not k.startswith(ENV_PREFIX)))
+
+
+class RecordingEnviron(os._Environ[str]):
+    """os.environ that remembers which variables the run read, and their values
+    (None: absent), so that the plan depends on exactly those. Iterating it (e.g.
+    --env-host, -e 'SLURM_*') makes the plan depend on the whole environment.
+    Variables the CLI set itself (from its arguments, which are in the key) are not
+    recorded."""
+
+    reads: dict[str, str | None] = {}
+    whole = False
+    written: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            value: str = super().__getitem__(key)
+        except KeyError:
+            self._note(key, None)
+            raise
+        self._note(key, value)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def _note(self, key: str, value: str | None) -> None:
+        if key not in RecordingEnviron.written and not key.startswith("ROOTLESS_PLAN"):
+            RecordingEnviron.reads.setdefault(key, value)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        RecordingEnviron.whole = True
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        RecordingEnviron.whole = True
+        return int(super().__len__())
+
+    def __setitem__(self, key: str, value: str) -> None:
+        RecordingEnviron.written.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        RecordingEnviron.written.add(key)
+        super().__delitem__(key)
+
+
+def fnv1a64(data: bytes) -> int:
+    """The plan file's name (main.c); the file holds the whole key against collisions."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
 
 
 def take_request(args: list[str]) -> Request | None:
@@ -59,9 +133,12 @@ def take_request(args: list[str]) -> Request | None:
     if not path:
         return None
     try:
-        return Request(path, key_material(args))
+        shapes = {k: key_material(args, k) for k in range(1, len(args))}
+        request = Request(path, key_material(args), args, shapes, environment_hash())
     except OSError:  # the current directory is gone
         return None
+    os.environ.__class__ = RecordingEnviron  # from here on, what the run reads is recorded
+    return request
 
 
 def _rec(tag: bytes, payload: bytes = b"") -> bytes:
@@ -132,16 +209,29 @@ class ContainerPlan:
                 *shared.config_files(),
                 *(IDENTITY + os.path.join(layers_dir, str(link)) for link in lower)]
 
-    def records(self) -> bytes:
+    def records(self, tail: int = 0) -> bytes:
+        """`tail`: a shape plan, whose last `tail` arguments come from each run (they
+        go between the J and j parts of config.json)."""
         from rootless.runtime import names
         from rootless.runtime.jsonlite import dumps
 
         c = self.c
-        config = dumps({k: v for k, v in c.config.items() if k not in ("id", "name", "created")})
-        assert config.endswith("}") and len(config) > 2
+        config = {k: v for k, v in c.config.items() if k not in ("id", "name", "created")}
+        parts: list[bytes] = []
+        if tail:
+            run = dict(config["run"])  # type: ignore[call-overload]
+            run["argv"] = list(run["argv"])[:-tail] + [TAIL_SENTINEL]
+            config["run"] = run
+            before, sentinel, after = dumps(config).partition(dumps(TAIL_SENTINEL))
+            assert sentinel and after.endswith("}")
+            parts = [_rec(b"J", _s(before)), _rec(b"j", _s(after[:-1]))]
+        else:
+            text = dumps(config)
+            assert text.endswith("}") and len(text) > 2
+            parts = [_rec(b"J", _s(text[:-1]))]
         out = [_rec(b"T", _s(c.id)), _rec(b"D", _s(c.store.root_dir)), _rec(b"d", _s(c.store.run_dir)),
                _rec(b"L", _s(os.path.join(os.path.dirname(c.store.root_dir), "store.lock"))),
-               _rec(b"J", _s(config[:-1])), _rec(b"a", _s(" ".join(names.ADJECTIVES))),
+               *parts, _rec(b"a", _s(" ".join(names.ADJECTIVES))),
                _rec(b"s", _s(" ".join(names.SURNAMES)))]
         if self.fixed_name is not None:
             out.append(_rec(b"n", _s(self.fixed_name)))
@@ -154,16 +244,30 @@ class ContainerPlan:
         return b"".join(out)
 
 
+TAIL_SENTINEL = "\0rootless-command\0"
+
+
 def encode(key: bytes, cfg: SpawnConfig, mapping: IdMapping, interactive: bool,
            stamps: list[str], helpers: tuple[str, str] | None,
-           container: ContainerPlan | None = None) -> bytes:
+           container: ContainerPlan | None = None, tail: int = 0, dash_is_option: bool = False,
+           env_hash: int = 0) -> bytes:
+    """The plan file. `tail`: a shape plan, for any command of `tail` or more words
+    (cfg.argv ends with this run's); `dash_is_option`: a first word with a dash would
+    have been parsed as an option (the --rootfs form)."""
     from rootless._version import __version__
 
     out = [MAGIC, _rec(b"V", _s(__version__)), _rec(b"K", key), _rec(b"N", _s(os.uname().nodename))]
+    if RecordingEnviron.whole:
+        out.append(_rec(b"Y", _q(env_hash - (1 << 64) if env_hash >= (1 << 63) else env_hash)))
+    else:  # (with the whole environment's hash, each variable is implied)
+        for name, value in sorted(RecordingEnviron.reads.items()):
+            out.append(_rec(b"e", _s(name if value is None else f"{name}={value}")))
     out += [_rec(b"S", _stamp(p)) for p in stamps]
     out.append(_rec(b"F", _q(cfg.sflags, 1 if interactive else 0)))
     out += [_rec(b"R", _s(cfg.rootfs)), _rec(b"C", _s(cfg.cwd)), _rec(b"H", _s(cfg.hostname))]
-    out += [_rec(b"A", _s(a)) for a in cfg.argv]
+    out += [_rec(b"A", _s(a)) for a in (cfg.argv[:-tail] if tail else cfg.argv)]
+    if tail:
+        out.append(_rec(b"X", _q(1 if dash_is_option else 0)))
     out += [_rec(b"E", _s(e)) for e in cfg.env]
     out.append(_rec(b"U", _q(cfg.uid, cfg.gid)))
     out += [_rec(b"G", _q(g)) for g in cfg.groups]
@@ -176,17 +280,33 @@ def encode(key: bytes, cfg: SpawnConfig, mapping: IdMapping, interactive: bool,
     if helpers:
         out += [_rec(b"P", _s(helpers[0])), _rec(b"Q", _s(helpers[1]))]
     if container is not None:
-        out.append(container.records())
+        out.append(container.records(tail))
     out.append(_rec(b"Z"))
     return b"".join(out)
 
 
-def write(request: Request, data: bytes) -> None:
+def shape_of(request: Request, argv: list[str], command: list[str]) -> int:
+    """How many leading arguments a shape plan for this run would be keyed on, or 0
+    when there is none: the container's command must be the last words of both the
+    command line and the process's argv (not the image's Cmd)."""
+    n = len(command)
+    k = len(request.args) - n
+    if n == 0 or k < 1 or request.args[k:] != command or argv[-n:] != command:
+        return 0
+    return k if k in request.shape_keys else 0
+
+
+def shape_path(request: Request, k: int) -> str:
+    return os.path.join(os.path.dirname(request.path), "%016x" % fnv1a64(request.shape_keys[k]))
+
+
+def write(request: Request, data: bytes, path: str | None = None) -> None:
     """Write the plan atomically, private to this user; a failure only costs speed."""
     from rootless.paths import ensure_private_dir
 
-    plans = os.path.dirname(request.path)
-    tmp = f"{request.path}.{os.getpid()}.tmp"
+    path = path or request.path
+    plans = os.path.dirname(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         ensure_private_dir(os.path.dirname(plans))
         ensure_private_dir(plans)
@@ -195,10 +315,31 @@ def write(request: Request, data: bytes) -> None:
             os.write(fd, data)
         finally:
             os.close(fd)
-        os.replace(tmp, request.path)
+        os.replace(tmp, path)
+        _trim(plans)
     except Exception as exc:  # noqa: BLE001 - the run itself succeeded
-        log.debug(f"cannot write the run plan {request.path}: {exc}")
+        log.debug(f"cannot write the run plan {path}: {exc}")
         try:
             os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _trim(plans: str) -> None:
+    """Delete the oldest plans beyond MAX_PLANS, once there are an eighth more (so
+    that the deletions come in batches, not one with every new plan)."""
+    names = os.listdir(plans)
+    if len(names) <= MAX_PLANS + MAX_PLANS // 8:
+        return
+    aged = []
+    for name in names:
+        try:
+            aged.append((os.stat(os.path.join(plans, name)).st_mtime_ns, name))
+        except OSError:
+            continue
+    aged.sort()
+    for _, name in aged[: len(aged) - MAX_PLANS]:
+        try:
+            os.unlink(os.path.join(plans, name))
         except OSError:
             pass

@@ -73,6 +73,7 @@ class RunOptions:
         self.linger = False  # with init: PID 1 waits for processes that joined (--sharens)
         self.plan: object = None  # a rootless.runtime.plan.Request: write this run's plan
         self.plan_container: object = None  # with `plan`, for `run --rm IMAGE`: a plan.ContainerPlan
+        self.plan_command: list[str] = []  # with `plan`: the command as given on the command line
 
     def to_dict(self) -> dict[str, object]:
         keys = ("argv", "env", "env_files", "workdir", "user", "volumes", "tmpfs", "hostname",
@@ -489,9 +490,16 @@ def _write_plan(opts: RunOptions, cfg: object, mapping: idmap.IdMapping) -> None
     else:
         stamps += container.stamps()  # type: ignore[attr-defined]
     request = opts.plan
-    data = plan.encode(request.key, cfg, mapping, opts.interactive, stamps, helpers,  # type: ignore[attr-defined, arg-type]
-                       container)  # type: ignore[arg-type]
-    plan.write(request, data)  # type: ignore[arg-type]
+    assert isinstance(request, plan.Request)
+    # A shape plan when the command came from the command line: it then serves any
+    # command after the same options (a batch job's runs differ in their arguments).
+    k = plan.shape_of(request, cfg.argv, opts.plan_command)  # type: ignore[attr-defined]
+    key, path, tail = (request.shape_keys[k], plan.shape_path(request, k), len(opts.plan_command)) if k \
+        else (request.key, request.path, 0)
+    data = plan.encode(key, cfg, mapping, opts.interactive, stamps, helpers,  # type: ignore[arg-type]
+                       container, tail, dash_is_option=container is None,  # type: ignore[arg-type]
+                       env_hash=request.env_hash)
+    plan.write(request, data, path)
 
 
 def _remove_state(state_dir: str) -> None:

@@ -73,7 +73,10 @@ The root filesystem is an image (pulled if missing) seen through a copy-on-write
 overlay, a squashfs file made by `save --format squashfs` (an IMAGE that starts
 with / or ., or an existing *.sqfs or *.squashfs file; mounted by squashfuse, never
 written), or a directory given with --rootfs. `run --rm` in the foreground runs
-without a monitor process, the fastest path for batch jobs.
+without a monitor process, the fastest path for batch jobs: from the second
+time, the same options (whatever the command after them) start the container
+from a plan cached in C, without Python (docs/architecture.md, "Run plans";
+$ROOTLESS_PLAN_CACHE=0 turns that off).
 Exit status: the command's own; 125 if rootless failed, 126 if the command cannot
 be executed, 127 if it was not found."""
 
@@ -239,6 +242,7 @@ def _fast_run(ctx: Context, p: Parsed) -> int:
 
     if launch.PLAN_REQUEST is not None and _plannable(opts):
         opts.plan = launch.PLAN_REQUEST
+        opts.plan_command = list(p.args)
     return run(opts)
 
 
@@ -286,7 +290,10 @@ def _main(ctx: Context, p: Parsed) -> int:
         from rootless.cli import launch
 
         name = p.get("name")
-        return _run_rm_foreground(c, plan=launch.PLAN_REQUEST, fixed_name=name if isinstance(name, str) else None)
+        # --pull always must ask the registry every time: no plan stands for that
+        plan = launch.PLAN_REQUEST if p.pull != "always" else None  # type: ignore[attr-defined]
+        return _run_rm_foreground(c, plan=plan, fixed_name=name if isinstance(name, str) else None,
+                                  command=list(p.args)[1:])
     on_exit = remove_command(ctx, c.id) if p.rm else None  # type: ignore[attr-defined, attr-defined]
     if p.detach:  # type: ignore[attr-defined]
         lifecycle.start(c, attach=False, on_exit=on_exit)  # type: ignore[arg-type]
@@ -372,7 +379,7 @@ def _run_sharens(ctx: Context, p: Parsed) -> int:
 
 
 def _run_rm_foreground(c: object, shared_started: object = None, plan: object = None,
-                       fixed_name: str | None = None) -> int:
+                       fixed_name: str | None = None, command: list[str] | None = None) -> int:
     """`run --rm` in the foreground: this process is the container's parent (no
     monitor to start, no second process to remove it). The container is listed by
     `ps` and reachable by `exec`, `top` and `stats` while it runs; it has no log or
@@ -404,6 +411,7 @@ def _run_rm_foreground(c: object, shared_started: object = None, plan: object = 
 
                 opts.plan = plan  # type: ignore[attr-defined]
                 opts.plan_container = ContainerPlan(c, fixed_name)  # type: ignore[attr-defined, arg-type]
+                opts.plan_command = command or []  # type: ignore[attr-defined]
             if shared_started is not None:
                 opts.init = opts.linger = True  # type: ignore[attr-defined]
 
