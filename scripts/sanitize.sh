@@ -161,6 +161,20 @@ scan_reports() {
     return $found
 }
 
+# cli_tests NAME REPORT TESTFILE COMMAND [EXPORT]: a wrapper $DIR/NAME that runs
+# COMMAND on the sanitized tree, then tests/integration/TESTFILE as root with it.
+cli_tests() {
+    local name=$1 report=$2 file=$3 command=$4 extra=${5:-}
+    printf '%s\n' '#!/bin/sh' \
+        "export PYTHONPATH='$DIR/tree' LD_PRELOAD='$LIBASAN $LIBUBSAN' $extra" \
+        "export ASAN_OPTIONS='detect_leaks=0:log_path=$REPORTS/$report' UBSAN_OPTIONS='$UBSAN_OPTIONS'" \
+        "exec $command \"\$@\"" >"$DIR/$name"
+    chmod 755 "$DIR/$name"
+    log "CLI: tests/integration/$file as root with $DIR/$name"
+    ROOTLESS_BIN="$DIR/$name" ROOTLESS_TEST_IDENTITIES=root "$PY" -P -m pytest -p no:cacheprovider -q \
+        "tests/integration/$file" 2>&1 | tee "$DIR/pytest-$report.log" || rc=${PIPESTATUS[0]}
+}
+
 run_tests() {
     local tree="$DIR/tree" where rc=0
     export PYTHONPATH="$tree"
@@ -200,23 +214,9 @@ run_tests() {
     if [[ ${ROOTLESS_SANITIZE_CLI:-1} != 0 && $(id -u) == 0 ]]; then
         # The CLI itself on the sanitized build (containers: spawn, mounts, the
         # monitor, the store), as root only: see the header for why.
-        printf '%s\n' '#!/bin/sh' \
-            "export PYTHONPATH='$tree' LD_PRELOAD='$LIBASAN $LIBUBSAN'" \
-            "export ASAN_OPTIONS='detect_leaks=0:log_path=$REPORTS/cli' UBSAN_OPTIONS='$UBSAN_OPTIONS'" \
-            "exec '$PY' -P -m rootless \"\$@\"" >"$DIR/rootless"
-        chmod 755 "$DIR/rootless"
-        log "CLI: tests/integration/test_run.py as root with $DIR/rootless"
-        ROOTLESS_BIN="$DIR/rootless" ROOTLESS_TEST_IDENTITIES=root "$PY" -P -m pytest -p no:cacheprovider -q \
-            tests/integration/test_run.py 2>&1 | tee "$DIR/pytest-cli.log" || rc=${PIPESTATUS[0]}
+        cli_tests rootless cli test_run.py "'$PY' -P -m rootless"
         # The native launcher, sanitized too, running plans (csrc/launcher/).
-        printf '%s\n' '#!/bin/sh' \
-            "export PYTHONPATH='$tree' LD_PRELOAD='$LIBASAN $LIBUBSAN' ROOTLESS_PYTHON='$PY'" \
-            "export ASAN_OPTIONS='detect_leaks=0:log_path=$REPORTS/launcher' UBSAN_OPTIONS='$UBSAN_OPTIONS'" \
-            "exec '$DIR/rootless-launcher' \"\$@\"" >"$DIR/rootless-plan"
-        chmod 755 "$DIR/rootless-plan"
-        log "CLI: tests/integration/test_run_plan.py as root with $DIR/rootless-plan"
-        ROOTLESS_BIN="$DIR/rootless-plan" ROOTLESS_TEST_IDENTITIES=root "$PY" -P -m pytest -p no:cacheprovider -q \
-            tests/integration/test_run_plan.py 2>&1 | tee "$DIR/pytest-launcher.log" || rc=${PIPESTATUS[0]}
+        cli_tests rootless-plan launcher test_run_plan.py "'$DIR/rootless-launcher'" "ROOTLESS_PYTHON='$PY'"
     fi
     scan_reports || exit 1
     ((rc == 0)) || { log "tests failed (exit $rc)"; exit 1; }
