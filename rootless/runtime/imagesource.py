@@ -72,10 +72,17 @@ def _signal_number(value: object) -> int | None:
 def _pull(store: object, ref: str, platform: str | None, tls_verify: bool | None,
           progress: ProgressFactory | None) -> None:
     from rootless.image.pull import PullOptions, pull, registry_timeout
+    from rootless.runtime.plan import RecordingEnviron
 
     shown = progress() if progress is not None else None
-    pull(store, ref, PullOptions(platform=platform, tls_verify=tls_verify, progress=shown,  # type: ignore[arg-type]
-                                 timeout=registry_timeout()))
+    # What the pull reads of the environment (proxies, credentials) is no dependency of
+    # a run plan: a planned run never pulls (the image's presence is stamped).
+    RecordingEnviron.paused += 1
+    try:
+        pull(store, ref, PullOptions(platform=platform, tls_verify=tls_verify, progress=shown,  # type: ignore[arg-type]
+                                     timeout=registry_timeout()))
+    finally:
+        RecordingEnviron.paused -= 1
 
 
 def _stamp(root: str) -> tuple[object, ...] | None:

@@ -79,6 +79,7 @@ class RecordingEnviron(os._Environ[str]):
     reads: dict[str, str | None] = {}
     whole = False
     written: set[str] = set()
+    paused = 0  # > 0 while the run does what a planned run never does (a pull)
 
     def __getitem__(self, key: str) -> str:
         try:
@@ -97,15 +98,18 @@ class RecordingEnviron(os._Environ[str]):
         return True
 
     def _note(self, key: str, value: str | None) -> None:
-        if key not in RecordingEnviron.written and not key.startswith("ROOTLESS_PLAN"):
+        if key not in RecordingEnviron.written and not key.startswith("ROOTLESS_PLAN") \
+                and not RecordingEnviron.paused:
             RecordingEnviron.reads.setdefault(key, value)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        RecordingEnviron.whole = True
+        if not RecordingEnviron.paused:
+            RecordingEnviron.whole = True
         return super().__iter__()
 
     def __len__(self) -> int:
-        RecordingEnviron.whole = True
+        if not RecordingEnviron.paused:
+            RecordingEnviron.whole = True
         return int(super().__len__())
 
     def __setitem__(self, key: str, value: str) -> None:

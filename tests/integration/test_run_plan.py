@@ -360,3 +360,13 @@ def test_pull_always_is_never_planned(cli, busybox_image):
         assert proc.returncode == 0, proc.stderr
         assert "miss" in plan_lines(proc)[0]
     assert plans(cli) == []
+
+
+def test_a_run_that_pulled_writes_a_plan_for_any_environment(cli, busybox_image):
+    # the pull reads the environment (proxies); a planned run never pulls, so the
+    # plan must not depend on it: a job's next task (other SLURM_* values) uses it
+    args = ("run", "--rm", busybox_image, "true")
+    first = traced(cli, *args, env={"SLURM_PROCID": "0"})
+    assert first.returncode == 0 and "Unable to find image" in first.stderr
+    hit = traced(cli, *args, env={"SLURM_PROCID": "1"})
+    assert hit.returncode == 0 and plan_lines(hit)[0].startswith("rootless: plan hit"), hit.stderr
