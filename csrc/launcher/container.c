@@ -435,11 +435,14 @@ int rl_ctr_remove(const struct rl_ctr_plan *cp, int background, int (*map_ids)(v
     snprintf(trash, sizeof(trash), ".removing-%s-%d", cp->id, (int)getpid());
     snprintf(path, sizeof(path), "%s/%s", cp->containers_dir, trash);
     int rc = rename(cp->dir, path);
+    int saved = errno;
     close(lock);
-    release_name(cp);
-    if (rc == 0)
+    if (rc == 0) {
+        release_name(cp); /* (kept while the record stays: it still names the container) */
         delete_files(cp, trash, background, map_ids, arg);
-    else if (cp->hold_fd >= 0)
+    } else if (cp->hold_fd >= 0) {
         close(cp->hold_fd);
+    }
+    errno = saved;
     return rc;
 }

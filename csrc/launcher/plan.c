@@ -513,7 +513,7 @@ static int abandon(struct plan *pl, int devnull, const char *why)
         rl_ctr_remove(&pl->ctr, 0, NULL, NULL);
     if (devnull >= 0)
         close(devnull);
-    return got_signal ? 128 + got_signal : -1;
+    return got_signal ? 128 + got_signal : RL_PLAN_UNUSABLE;
 }
 
 static int map_job_ids(void *arg, int pid)
@@ -529,7 +529,7 @@ static int start(struct plan *pl, const char *path)
     if (!pl->interactive) {
         devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0)
-            return -1;
+            return RL_PLAN_UNUSABLE;
         c->stdio[0] = devnull;
     }
     if (pl->is_ctr && rl_ctr_create(&pl->ctr, stamps_hold, pl) < 0)
@@ -569,8 +569,9 @@ static int start(struct plan *pl, const char *path)
         rl_ctr_started(&pl->ctr, child.pid);
     int status = wait_status(child.pid);
     child_pid = 0;
-    if (pl->is_ctr)
-        rl_ctr_remove(&pl->ctr, 1, pl->helpers ? map_job_ids : NULL, pl);
+    if (pl->is_ctr && rl_ctr_remove(&pl->ctr, 1, pl->helpers ? map_job_ids : NULL, pl) < 0)
+        fprintf(stderr, "rootless: warning: could not remove container %s: %s (remove it with "
+                        "`rootless rm -f %s`)\n", pl->ctr.name, strerror(errno), pl->ctr.name);
     return status;
 }
 
@@ -581,14 +582,14 @@ int rl_plan_run(const char *path, const struct rl_buf *key, char **tail, int n_t
         if (errno == ENOENT)
             return RL_PLAN_NONE;
         rl_plan_say("miss", strerror(errno));
-        return -1;
+        return RL_PLAN_UNUSABLE;
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 022) ||
         st.st_size <= 0 || st.st_size > PLAN_MAX_SIZE) {
         close(fd);
         rl_plan_say("ignored", "not a private plan file of this user");
-        return -1;
+        return RL_PLAN_UNUSABLE;
     }
     size_t size = (size_t)st.st_size;
     char *data = malloc(size);
@@ -605,7 +606,7 @@ int rl_plan_run(const char *path, const struct rl_buf *key, char **tail, int n_t
     if (data == NULL || got != size) {
         free(data);
         rl_plan_say("miss", "cannot read it");
-        return -1;
+        return RL_PLAN_UNUSABLE;
     }
     static struct plan pl; /* the child shares this memory until it has exec'ed */
     const char *why;
@@ -614,13 +615,13 @@ int rl_plan_run(const char *path, const struct rl_buf *key, char **tail, int n_t
     pl.ctr.hold_fd = -1;
     if (load(&pl, data, size, key, tail, n_tail, &why) < 0) {
         rl_plan_say("stale", why);
-        return -1; /* data stays allocated: the process execs Python next */
+        return RL_PLAN_UNUSABLE; /* data stays allocated: the process execs Python next */
     }
     if (pl.is_ctr) {
         char old[65];
         memcpy(old, pl.ctr.template_id, 65);
         if (rl_ctr_new_id(pl.ctr.id) < 0)
-            return -1;
+            return RL_PLAN_UNUSABLE;
         rl_ctr_retemplate(data, size, old, pl.ctr.id);
     }
     rl_plan_say("hit", path);

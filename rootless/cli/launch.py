@@ -16,7 +16,7 @@ PLAN_REQUEST: Request | None = None
 
 def main() -> None:
     global PLAN_REQUEST
-    if "ROOTLESS_PLAN_OUT" in os.environ:
+    if "ROOTLESS_PLAN_OUT" in os.environ:  # plan.OUT_ENV, spelled out: most commands never import plan
         from rootless.runtime.plan import take_request
 
         PLAN_REQUEST = take_request(sys.argv[1:])

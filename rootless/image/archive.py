@@ -731,28 +731,11 @@ def oci_manifest(rec: ImageRecord, data: bytes) -> tuple[str, bytes]:
 
 def save_to_path(store: Store, texts: list[str], fmt: str, path: str) -> list[str]:
     """`save` into a file, atomically: a temporary file renamed over `path` at the end."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb", buffering=CHUNK) as f:
-            names = save(store, texts, fmt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
+    from rootless.store.locking import replacing
+
+    with replacing(path) as tmp, open(tmp, "wb", buffering=CHUNK) as f:
+        names = save(store, texts, fmt, f)
     return names
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 __all__ = [

@@ -156,28 +156,19 @@ def save(store: Store, text: str, path: str, compression: str = DEFAULT_COMPRESS
     if compression not in COMPRESSIONS:
         raise UsageError(f"unknown squashfs compression {compression!r}: use {', '.join(COMPRESSIONS)}")
     record = store.image(text)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    from rootless.store.locking import replacing
+
     with store.lock(shared=True):
         layers = list(reversed(store.layer_dirs(record)))  # top down
         config = store.blobs.read(record.config_digest)
         name = record.names[0] if record.names else record.short_id
         meta = _meta_layer(store, config, _created(config))
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
-            _write(sqfstar, compression, [meta, *layers], tmp, path, _created(config))
-            trailer = _trailer(name, record.id, config, layers)
-            with open(tmp, "ab") as f:
-                f.write(trailer)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, path)
-        except OSError as exc:
-            _unlink(tmp)
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
-        except BaseException:
-            _unlink(tmp)
-            raise
+            with replacing(path) as tmp:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
+                _write(sqfstar, compression, [meta, *layers], tmp, path, _created(config))
+                with open(tmp, "ab") as f:
+                    f.write(_trailer(name, record.id, config, layers))
         finally:
             _rmtree(meta)
     return name
@@ -303,13 +294,6 @@ def _etc_files(layers_top_down: list[str]) -> dict[str, str]:
     data = userns.collect(work, mapping=userns.caller_mapping())
     result = json.loads(data)
     return {str(k): str(v) for k, v in result.items()}
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _rmtree(path: str) -> None:

@@ -26,7 +26,7 @@ from rootless.errors import StoreError
 from rootless.paths import StorePaths
 from rootless.store import crash
 from rootless.store.blobs import digest_hex
-from rootless.store.locking import FileLock, atomic_write
+from rootless.store.locking import FileLock, atomic_write, unlink_quiet
 from rootless.store.ownership import LAYER_FORMAT, Ownership
 
 
@@ -194,10 +194,10 @@ class LayerStore:
             open(os.path.join(top, "incomplete"), "wb").close()
         except OSError:
             pass
-        _unlink_quiet(os.path.join(top, "layer.json"))
+        unlink_quiet(os.path.join(top, "layer.json"))
         crash.point("layer-removing")
         if link:
-            _unlink_quiet(self.paths.layer_link(link))
+            unlink_quiet(self.paths.layer_link(link))
         try:
             self.ownership.rmtree(top, mode)
         except OSError as exc:
@@ -210,7 +210,7 @@ class LayerStore:
         """Delete a layer; returns the bytes it held (its uncompressed size)."""
         info = self.info(diff_id)
         self.remove_dir(self.paths.layer(digest_hex(diff_id)))
-        _unlink_quiet(self.paths.layer_lock(digest_hex(diff_id)))
+        unlink_quiet(self.paths.layer_lock(digest_hex(diff_id)))
         return info.size if info else 0
 
     def sweep(self) -> int:
@@ -235,11 +235,4 @@ class LayerStore:
         for name in names:
             path = self.paths.layer_link(name)
             if not os.path.exists(path):
-                _unlink_quiet(path)
-
-
-def _unlink_quiet(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+                unlink_quiet(path)

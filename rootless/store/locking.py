@@ -11,6 +11,8 @@ import errno
 import fcntl
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
@@ -134,10 +136,37 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        unlink_quiet(tmp)
         raise
     if sync:
         fsync_dir(os.path.dirname(path))
+
+
+def unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@contextmanager
+def replacing(path: str) -> Iterator[str]:
+    """A temporary name beside `path` to write the whole file under (`save -o`,
+    `save --format squashfs`): fsync'ed and renamed over `path` when the block ends.
+    On any failure the temporary file is gone; an OSError becomes one StoreError
+    line naming `path`."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as exc:
+        unlink_quiet(tmp)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        unlink_quiet(tmp)
+        raise

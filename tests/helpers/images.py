@@ -4,6 +4,8 @@
   xattrs, long names, owners, modes, whiteouts are just names).
 - `gnu_tar_layer(tree)`: a layer made by GNU tar from a real directory (sparse
   files, hard links, xattrs, setuid bits), the way image builders make them.
+- `pristine_busybox_layer(parent)`: that of a fresh busybox rootfs made under
+  `parent` (the session's shared rootfs gains mount points when tests run on it).
 - `compress(tar, "gzip"|"zstd"|"none")` -> (blob, media type).
 - `Layout(path)`: `.image(layers, platform)` -> BuiltImage, `.tag(name, image)`,
   `.index(images)`; `push(layout, tag, dest)` copies with skopeo.
@@ -83,6 +85,13 @@ def gnu_tar_layer(tree: str) -> bytes:
          "--format=pax", "--sort=name", "-C", tree, "-cf", "-", "."],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
+
+
+def pristine_busybox_layer(parent: str | os.PathLike[str]) -> bytes:
+    """A busybox rootfs made fresh under `parent` (e.g. tmp_path_factory.mktemp(...)), as a layer."""
+    from helpers.rootfs import make_rootfs
+
+    return gnu_tar_layer(make_rootfs(os.path.join(parent, "r")))
 
 
 def compress(tar: bytes, kind: str = "gzip") -> tuple[bytes, str]:

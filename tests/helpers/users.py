@@ -288,14 +288,19 @@ class CLI:
         if pids:
             cmds = [_cmdline(p) for p in pids]
             warnings.warn(f"{self.name}: test left processes running, killed: {cmds}", stacklevel=1)
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+            kill_all(pids)
         if os.environ.get("ROOTLESS_TEST_KEEP") != "1":
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL each of `pids` (gone already is fine), then give the kernel a moment."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.2)
 
 
 def _cmdline(pid: int) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import pytest
 from helpers import storecheck
 from helpers.checks import ok
-from helpers.users import CLI, identity_names
+from helpers.users import CLI, identity_names, kill_all
 
 pytestmark = [pytest.mark.needs_userns, pytest.mark.needs_overlay]
 
@@ -48,12 +48,7 @@ def settle(cli: CLI, keep: frozenset[int] = frozenset()) -> None:
         if not left:
             return
         if time.monotonic() > deadline:
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+            kill_all(left)
             return
         time.sleep(0.02)
 

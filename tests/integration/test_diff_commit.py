@@ -14,19 +14,15 @@ import tarfile
 
 import pytest
 from helpers.checks import ok
-from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
+from helpers.images import Layout, TarEntry, layer_tar, pristine_busybox_layer, push
 
 pytestmark = pytest.mark.needs_userns
 
 
 @pytest.fixture(scope="session")
 def image(registry, tmp_path_factory):
-    from helpers.rootfs import make_rootfs
-
     layout = Layout(tmp_path_factory.mktemp("diff-image"))
-    # a pristine tree: the shared busybox_rootfs gains mount points (etc/hostname...)
-    # when other tests run on it as root
-    base = gnu_tar_layer(make_rootfs(str(tmp_path_factory.mktemp("diff-rootfs") / "r")))
+    base = pristine_busybox_layer(tmp_path_factory.mktemp("diff-rootfs"))
     top = layer_tar([
         TarEntry("etc/motd", data=b"layer two\n"),
         TarEntry("keep", kind="dir"),

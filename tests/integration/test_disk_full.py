@@ -11,15 +11,20 @@ import pytest
 pytestmark = pytest.mark.needs_userns
 
 
-@pytest.fixture
-def small_store(cli):
-    path = cli.mkdir("smallfs")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=1m,mode=0700,uid={cli.uid},gid={cli.gid}",
+def _tmpfs(cli, name: str, size: str):  # type: ignore[no-untyped-def]
+    """A private tmpfs of `size` owned by the test's user (a fixture's body)."""
+    path = cli.mkdir(name)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700,uid={cli.uid},gid={cli.gid}",
                     "tmpfs", path], check=True)
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", path], check=False)
+
+
+@pytest.fixture
+def small_store(cli):
+    yield from _tmpfs(cli, "smallfs", "1m")
 
 
 def test_pull_on_a_full_disk(cli, busybox_image, small_store):
@@ -58,13 +63,7 @@ def _one_line_no_space(proc) -> None:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def roomy_store(cli):
     """A 24 MB tmpfs: room for the image, then filled up by the test."""
-    path = cli.mkdir("fs24m")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=24m,mode=0700,uid={cli.uid},gid={cli.gid}",
-                    "tmpfs", path], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", path], check=False)
+    yield from _tmpfs(cli, "fs24m", "24m")
 
 
 @pytest.mark.needs_overlay

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from helpers.checks import ok, one_line_error
-from helpers.images import gnu_tar_layer
+from helpers.images import pristine_busybox_layer
 from helpers.users import CLI
 
 pytestmark = pytest.mark.needs_userns
@@ -127,9 +127,7 @@ def write(cli: CLI, name: str, data: bytes) -> str:
 @pytest.fixture(scope="session")
 def base_layer(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A busybox rootfs as a plain layer tar."""
-    from helpers.rootfs import make_rootfs
-
-    return gnu_tar_layer(make_rootfs(str(tmp_path_factory.mktemp("hostile-rootfs") / "r")))
+    return pristine_busybox_layer(tmp_path_factory.mktemp("hostile-rootfs"))
 
 
 def good_image_loads_and_runs(cli: CLI, base_layer: bytes) -> None:

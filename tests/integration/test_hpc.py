@@ -321,14 +321,20 @@ def mpi_tree():
     return openmpi_tree()
 
 
+def _mpicc(cli, directory: str, name: str, source: str) -> str:  # type: ignore[no-untyped-def]
+    """Compile an MPI program into a fresh directory of the test's user."""
+    work = cli.mkdir(directory)
+    src = os.path.join(work, name + ".c")
+    with open(src, "w") as f:
+        f.write(source)
+    binary = os.path.join(work, name)
+    subprocess.run(["mpicc", "-O2", "-o", binary, src], check=True)
+    return binary
+
+
 @pytest.mark.timeout(1200)
 def test_mpirun_pingpong_in_containers(cli, mpi_tree):
-    work = cli.mkdir("mpi")
-    src = os.path.join(work, "pingpong.c")
-    with open(src, "w") as f:
-        f.write(PINGPONG_C)
-    binary = os.path.join(work, "pingpong")
-    subprocess.run(["mpicc", "-O2", "-o", binary, src], check=True)
+    binary = _mpicc(cli, "mpi", "pingpong", PINGPONG_C)
     # The hybrid model: the host's mpirun starts one container per rank; ranks reach
     # their orted over the host network (PMIx over TCP), share /dev/shm and /tmp.
     # Without --sharens each rank is PID 1 of its own PID namespace, so vader (shared
@@ -384,12 +390,7 @@ int main(int argc, char **argv)
 def test_mpirun_shared_memory_with_sharens(cli, mpi_tree):
     """--sharens: both ranks join one container, so vader (shared memory) with CMA
     (process_vm_readv, single copy) works, with no TCP at all."""
-    work = cli.mkdir("mpi-shm")
-    src = os.path.join(work, "shm.c")
-    with open(src, "w") as f:
-        f.write(SHM_C)
-    binary = os.path.join(work, "shm")
-    subprocess.run(["mpicc", "-O2", "-o", binary, src], check=True)
+    binary = _mpicc(cli, "mpi-shm", "shm", SHM_C)
     argv = ["mpirun", "-np", "2", "--oversubscribe", "--mca", "btl", "self,vader",
             "--mca", "btl_vader_single_copy_mechanism", "cma",
             ROOTLESS_BIN, "run", "--rm", "--sharens", "--userns=keep-id", "--env-host", "-e", "OMPI_*",

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import missing
 from helpers.checks import ok, one_error_line
-from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
+from helpers.images import Layout, TarEntry, layer_tar, pristine_busybox_layer, push
 from helpers.users import CLI, make_cli
 
 pytestmark = pytest.mark.needs_userns
@@ -38,10 +38,8 @@ EXPECTED = "layer two\nc\nno-gone\n"
 def opq_image(registry, tmp_path_factory):  # type: ignore[no-untyped-def]
     """busybox, then a layer with /opq/{a,b}, /gone and /etc/motd, then a layer that
     makes /opq opaque (adding /opq/c) and whites out /gone."""
-    from helpers.rootfs import make_rootfs
-
     layout = Layout(tmp_path_factory.mktemp("shared-image"))
-    base = gnu_tar_layer(make_rootfs(str(tmp_path_factory.mktemp("shared-rootfs") / "r")))
+    base = pristine_busybox_layer(tmp_path_factory.mktemp("shared-rootfs"))
     mid = layer_tar([
         TarEntry("etc/motd", data=b"layer two\n"),
         TarEntry("opq", kind="dir"),

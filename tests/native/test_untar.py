@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from helpers.fs import xattr
 
 from rootless.native import NativeError
 from rootless.native.untar import untar_fd, untar_stream
@@ -22,15 +23,6 @@ root_only = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (chown, mknod, trusted xattrs)"
 )
 needs_gnu_tar = pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
-
-
-def xattr(path: Path, name: str) -> bytes | None:
-    try:
-        return os.getxattr(path, name, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
-            return None
-        raise
 
 
 # ------------------------------------------------------------------ formats

@@ -13,19 +13,11 @@ import os
 import stat
 
 import pytest
+from helpers.fs import xattr
 
 from rootless.native import NativeError
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, trusted xattrs)")
-
-
-def xattr(path, name):
-    try:
-        return os.getxattr(path, name, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
-            return None
-        raise
 
 
 def one_line(exc: BaseException) -> str:
