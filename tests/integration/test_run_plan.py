@@ -370,3 +370,4 @@ def test_a_run_that_pulled_writes_a_plan_for_any_environment(cli, busybox_image)
     assert first.returncode == 0 and "Unable to find image" in first.stderr
     hit = traced(cli, *args, env={"SLURM_PROCID": "1"})
     assert hit.returncode == 0 and plan_lines(hit)[0].startswith("rootless: plan hit"), hit.stderr
+    assert store_is_clean(cli) == []  # and the deleting child is done before teardown

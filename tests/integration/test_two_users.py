@@ -11,6 +11,7 @@ store itself if it made it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -34,8 +35,11 @@ class User:
         self.root = os.path.join(cli.home, ".local", "share", "rootless")
         self.runroot = f"/tmp/rootless-{cli.uid}"
         self.made_root = not os.path.exists(self.root)
-        self.tag = f"twousers/{cli.name}-{cli.test_id.rsplit('-', 1)[-1]}".lower()
-        self.name = f"tu-{cli.name}-{cli.test_id.rsplit('-', 1)[-1]}"
+        # mkdtemp's suffix may end in '_' or hold '__', which a repository name
+        # refuses; a digest of it is unique just the same and always valid
+        suffix = hashlib.sha256(cli.test_id.encode()).hexdigest()[:8]
+        self.tag = f"twousers/{cli.name}-{suffix}"
+        self.name = f"tu-{cli.name}-{suffix}"
 
     def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         return self.cli.run(*args, env=DEFAULTS, **kw)  # type: ignore[arg-type]
