@@ -415,12 +415,17 @@ def normalize_platform(p: Platform) -> Platform:
     return replace(p, os=os_name, architecture=arch, variant=variant)
 
 
+def _platform_part(part: str) -> bool:
+    """A non-empty os, architecture or variant name: printable, no blanks."""
+    return bool(part) and part.isprintable() and not any(c.isspace() for c in part)
+
+
 def parse_platform(text: str) -> Platform:
     """Parse `--platform os/arch[/variant]` (or just `arch`, meaning linux/arch)."""
     parts = text.strip().split("/")
     if len(parts) == 1 and parts[0]:
         parts = ["linux", parts[0]]
-    if not 2 <= len(parts) <= 3 or not all(parts):
+    if not 2 <= len(parts) <= 3 or not all(_platform_part(part) for part in parts):
         raise UsageError(
             f"invalid platform {text!r}",
             hint="use os/arch[/variant], for example linux/amd64 or linux/arm/v7",

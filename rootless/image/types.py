@@ -94,6 +94,11 @@ def is_digest(value: str) -> bool:
     return True
 
 
+def _shown(part: str) -> str:
+    """`part` as is when printable, else with escapes (\\n, \\x1b...) in place of the rest."""
+    return part if part.isprintable() else part.encode("unicode_escape").decode("ascii")
+
+
 @dataclass(frozen=True)
 class Platform:
     """An os/architecture[/variant] pair, as in an index entry or an image config."""
@@ -105,8 +110,9 @@ class Platform:
     os_features: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        base = f"{self.os}/{self.architecture}"
-        return f"{base}/{self.variant}" if self.variant else base
+        # the parts come from registries too: never let them break a line of output
+        base = f"{_shown(self.os)}/{_shown(self.architecture)}"
+        return f"{base}/{_shown(self.variant)}" if self.variant else base
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,8 @@ def test_parse_platform(text: str, expected: t.Platform) -> None:
     assert parse_platform(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "linux/", "/amd64", "a/b/c/d", "linux//v7"])
+@pytest.mark.parametrize("text", ["", "linux/", "/amd64", "a/b/c/d", "linux//v7", "l\nux/amd64",
+                                  "linux/amd 64", "linux/\x1b[2J"])
 def test_parse_platform_invalid(text: str) -> None:
     with pytest.raises(UsageError, match="invalid platform"):
         parse_platform(text)
@@ -301,6 +302,15 @@ def test_no_matching_platform_lists_available() -> None:
         "available: linux/amd64, linux/arm64/v8"
     )
     assert info.value.hint and "--platform" in info.value.hint
+
+
+def test_platform_names_from_a_registry_never_break_the_line() -> None:
+    idx = index(entry("l\nux", "arm", "v7", D1), entry("linux", "\x1b[2J", digest=D2))
+    # escaped, and lower-cased like every platform name
+    assert available_platforms(idx) == ["l\\nux/arm/v7", "linux/\\x1b[2j"]
+    with pytest.raises(ManifestError) as info:
+        select_platform(idx, t.Platform("linux", "amd64"))
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
 
 
 def test_entries_without_platform_are_skipped() -> None:
