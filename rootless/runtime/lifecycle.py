@@ -70,6 +70,7 @@ def run_options(c: Container, ephemeral: bool = False) -> object:
     opts = RunOptions.from_dict(rootfs, c.config["run"])  # type: ignore[arg-type]
     opts.pre_ops = ops  # type: ignore[assignment]
     opts.container_id = c.id
+    opts.ephemeral = ephemeral
     if c.config.get("rootfs_mode") in ("overlay", "fuse-overlayfs"):
         layers_dir = str(c.config["layers_dir"])
         lower = [os.path.realpath(os.path.join(layers_dir, str(x))) for x in c.config["lower"]]  # type: ignore[attr-defined]

@@ -307,26 +307,17 @@ def shape_path(request: Request, k: int) -> str:
 def write(request: Request, data: bytes, path: str | None = None) -> None:
     """Write the plan atomically, private to this user; a failure only costs speed."""
     from rootless.paths import ensure_private_dir
+    from rootless.store.locking import atomic_write
 
     path = path or request.path
     plans = os.path.dirname(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         ensure_private_dir(os.path.dirname(plans))
         ensure_private_dir(plans)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        atomic_write(path, data, 0o600, sync=False)  # its temporary file goes on failure
         _trim(plans)
     except Exception as exc:  # noqa: BLE001 - the run itself succeeded
         log.debug(f"cannot write the run plan {path}: {exc}")
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 def _trim(plans: str) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from rootless.errors import LockTimeoutError, StoreError
 from rootless.store import crash
 from rootless.store.blobs import pid_alive
+from rootless.store.locking import unlink_quiet
 from rootless.store.store import Store
 
 RMI_LOCK_WAIT = 10.0
@@ -109,10 +110,7 @@ def sweep_stale_files(store: Store) -> None:
             base, sep, rest = name.partition(".tmp-")
             pid = rest.split("-", 1)[0]
             if sep and base and pid.isdigit() and not pid_alive(int(pid)):
-                try:
-                    os.unlink(os.path.join(directory, name))
-                except OSError:
-                    pass
+                unlink_quiet(os.path.join(directory, name))
     try:
         names = os.listdir(store.paths.tmp)
     except OSError:

@@ -395,7 +395,6 @@ def _run_rm_foreground(c: object, shared_started: object = None, plan: object = 
                 for d in ("upper", "work", "merged"):
                     os.makedirs(c.path(d), mode=0o755, exist_ok=True)  # type: ignore[attr-defined]
             opts = lifecycle.run_options(c, ephemeral=True)  # type: ignore[arg-type]
-            opts.ephemeral = True  # type: ignore[attr-defined]
             opts.runroot = os.path.dirname(c.store.run_dir)  # type: ignore[attr-defined]
             opts.state_dir = c.run_dir  # type: ignore[attr-defined]
 
