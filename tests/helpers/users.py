@@ -303,12 +303,23 @@ def kill_all(pids: list[int]) -> None:
     time.sleep(0.2)
 
 
-def _cmdline(pid: int) -> str:
+def proc_argv(pid: int) -> list[bytes]:
+    """The command line of `pid`; [] when it is gone (a listed process may exit
+    before it is read) or a zombie."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            data = f.read()
     except OSError:
-        return "?"
+        return []
+    if not data:
+        return []
+    argv = data.split(b"\0")
+    return argv[:-1] if data.endswith(b"\0") else argv  # (a rewritten title may lack the NUL)
+
+
+def _cmdline(pid: int) -> str:
+    argv = proc_argv(pid)
+    return b" ".join(argv).decode("utf-8", "replace") if argv else "?"
 
 
 def _killpg(pgid: int) -> None:

@@ -20,6 +20,7 @@ import pytest
 from helpers import ROOTLESS_BIN, TEST_TMPDIR, require
 from helpers.checks import ok, one_error_line
 from helpers.images import Layout, TarEntry, gnu_tar_layer, layer_tar, push
+from helpers.users import proc_argv
 from hpc_fixtures import build_fake_driver, debian_tree, openmpi_tree, start_slurm
 
 pytestmark = [pytest.mark.needs_userns, pytest.mark.timeout(600)]
@@ -81,7 +82,7 @@ def no_leftovers(cli, within=3.0):
     while cli.leftover_pids() and time.time() < deadline:
         time.sleep(0.05)
     left = cli.leftover_pids()
-    info = {p: open(f"/proc/{p}/cmdline", "rb").read() for p in left if os.path.exists(f"/proc/{p}")}
+    info = {p: proc_argv(p) for p in left}
     assert not left, f"processes left behind: {info}"
 
 
@@ -247,7 +248,7 @@ def test_scancel_stops_the_containers(cli, slurm, hpc_image, how):
     deadline = time.time() + 60
     while time.time() < deadline:
         sleeping = [pid for pid in cli.leftover_pids()
-                    if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"sleep\0")]
+                    if proc_argv(pid)[:1] == [b"sleep"]]
         if len(sleeping) == 2:
             break
         time.sleep(0.2)

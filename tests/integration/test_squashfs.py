@@ -31,7 +31,7 @@ from helpers.images import (
     layer_tar,
     push,
 )
-from helpers.users import CLI
+from helpers.users import CLI, proc_argv
 
 pytestmark = pytest.mark.needs_userns
 
@@ -118,11 +118,7 @@ def squashfuse_pids(cli: CLI) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+        argv = proc_argv(int(entry))
         if argv and os.path.basename(argv[0]).startswith(b"squashfuse") and any(
                 cli.store.encode() in a for a in argv):
             pids.append(int(entry))
